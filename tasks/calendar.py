@@ -252,9 +252,7 @@ def read_calendar_file(path: str | Path) -> dict[date, DayKind]:
                 except ValueError:
                     raise CalendarFileError(path, line, f"bad date {raw_date!r}, no such day") from None
                 if raw_kind not in _DAY_KINDS:
-                    raise CalendarFileError(
-                        path, line, f"bad kind {fields[1]!r}, expected 'holiday' or 'workday'"
-                    )
+                    raise CalendarFileError(path, line, f"bad kind {fields[1]!r}, expected 'holiday' or 'workday'")
                 kind: DayKind = "holiday" if raw_kind == "holiday" else "workday"
                 if day in entries and entries[day] != kind:
                     raise CalendarFileError(

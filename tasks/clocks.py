@@ -184,12 +184,7 @@ def escalations_due(
         ):
             due_now.append("response_reminder")
 
-    if (
-        completion_due is not None
-        and not closed
-        and as_of >= completion_due
-        and "completion_overdue" not in fired
-    ):
+    if completion_due is not None and not closed and as_of >= completion_due and "completion_overdue" not in fired:
         due_now.append("completion_overdue")
 
     return tuple(due_now)

@@ -140,10 +140,7 @@ def test_csv_overrides_win_over_the_package(tmp_path):
 
 def test_a_header_line_blank_lines_comments_and_a_missing_name_are_accepted(tmp_path):
     text = (
-        "\ufeffdate,kind,name\n\n"
-        "# 2027 per the State Council notice\n"
-        "2027-01-01, Holiday ,元旦\n"
-        "2027-02-06,workday\n"
+        "\ufeffdate,kind,name\n\n# 2027 per the State Council notice\n2027-01-01, Holiday ,元旦\n2027-02-06,workday\n"
     )
     assert read_calendar_file(write(tmp_path, text)) == {
         d("2027-01-01"): "holiday",

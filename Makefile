@@ -1,0 +1,50 @@
+# minyi: two commands on a fresh machine — `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export GX_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+export PREFECT_HOME ?= $(CURDIR)/.minyi/prefect
+
+.PHONY: install demo test test-fast lint format faults bench migration clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/minyi demo
+
+# Every store test runs on SQLite and on PostgreSQL (MINYI_TEST_PG_URL, default the local server).
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q -m "not faults" -p no:cacheprovider
+
+faults: install
+	$(BIN)/python -m pytest -q -m faults -p no:cacheprovider
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install
+	$(BIN)/python -m benchmarks.ingest --records 100000 --db sqlite
+
+# Regenerate the baseline migration from the models (until the first release).
+migration: install
+	$(BIN)/python -m minyi.devtools regenerate-initial
+	$(BIN)/ruff format schemas/migrations/versions
+	$(BIN)/ruff check --fix --quiet schemas/migrations/versions || true
+
+clean:
+	rm -rf $(VENV) .minyi reports .pytest_cache

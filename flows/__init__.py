@@ -1,0 +1,1 @@
+"""Prefect flows: the daily loop, one flow per stage, and operator flows."""

@@ -1,0 +1,1 @@
+"""minyi: the Public Opinion 110 closed loop as Prefect flows."""

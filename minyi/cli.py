@@ -1,0 +1,162 @@
+"""The `minyi` command (SPEC §9): each command does what the matching flow does.
+
+Refusals exit non-zero with no traceback; the last line of stderr names the
+problem. Config and store are checked before Prefect starts, so a mistake costs
+a second, not an ephemeral server's start-up.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, NoReturn
+
+import typer
+
+from minyi.tasks.runtime import quiet_third_parties
+
+quiet_third_parties()
+
+app = typer.Typer(
+    name="minyi",
+    help="Public Opinion 110: the daily follow-up and supervision loop.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="The store.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+DateOpt = Annotated[str | None, typer.Option("--date", help="Business date YYYY-MM-DD (default: yesterday).")]
+AsOfOpt = Annotated[
+    str | None,
+    typer.Option("--as-of", help="The instant 'now', ISO 8601 with offset (default: the real clock)."),
+]
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"minyi: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the store's tables to the newest schema."""
+    from minyi.tasks.runtime import load_runtime
+    from minyi.tasks.store import upgrade
+
+    rt = load_runtime(check_store=False)
+    rev = upgrade(rt.engine)
+    typer.echo(f"database at revision {rev}: {rt.engine.url.render_as_string(hide_password=True)}")
+
+
+@app.command("run")
+def run(date: DateOpt = None, as_of: AsOfOpt = None) -> None:
+    """Run the daily loop for a business date."""
+    from minyi.tasks.days import parse_date, parse_instant
+    from minyi.tasks.runtime import load_runtime
+
+    day = parse_date(date) if date else None
+    now = parse_instant(as_of) if as_of else None
+    load_runtime()
+    from minyi.flows.daily_loop import daily_loop
+
+    summary = daily_loop(business_date=day, as_of=now)
+    typer.echo(render_summary(summary))
+
+
+@app.command("ingest")
+def ingest_cmd(date: DateOpt = None, as_of: AsOfOpt = None) -> None:
+    """Pull every source for a business date (stage 1 alone)."""
+    from minyi.tasks.days import parse_date, parse_instant
+    from minyi.tasks.runtime import load_runtime
+
+    day = parse_date(date) if date else None
+    now = parse_instant(as_of) if as_of else None
+    load_runtime()
+    from minyi.flows.ingest import ingest
+
+    typer.echo(render_ingest(ingest(business_date=day, as_of=now)))
+
+
+@app.command("backfill")
+def backfill(
+    start: Annotated[str, typer.Option("--start", help="First business date YYYY-MM-DD.")],
+    end: Annotated[str, typer.Option("--end", help="Last business date YYYY-MM-DD.")],
+    as_of: AsOfOpt = None,
+) -> None:
+    """Re-run the daily loop for each business date from --start to --end, in order."""
+    from minyi.tasks.days import date_range, parse_date, parse_instant
+    from minyi.tasks.runtime import load_runtime
+
+    days = date_range(parse_date(start, "--start"), parse_date(end, "--end"))
+    now = parse_instant(as_of) if as_of else None
+    load_runtime()
+    from minyi.flows.daily_loop import daily_loop
+
+    for day in days:
+        typer.echo(render_summary(daily_loop(business_date=day, as_of=now)))
+
+
+@app.command("demo")
+def demo(
+    date: DateOpt = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="Default: today 09:05 local, inside the SMS send window.")
+    ] = None,
+    records: Annotated[int, typer.Option("--records", min=10, help="Records in the synthetic city's day.")] = 2000,
+) -> None:
+    """A synthetic city, served on loopback, run through the loop end to end on the embedded default."""
+    from minyi.demo import run_demo
+
+    run_demo(date, as_of, records)
+
+
+def render_ingest(summary: object) -> str:
+    from minyi.tasks.ingest import IngestSummary
+
+    assert isinstance(summary, IngestSummary)
+    lines = [f"ingest {summary.business_date}:"]
+    for p in summary.sources:
+        lines.append(
+            f"  {p.source:<20} {p.status:<6} fetched {p.fetched:>7}  records {p.accepted:>7}  "
+            f"quarantined {p.quarantined:>5}  pages {p.pages:>4}" + (f"  error: {p.error}" if p.error else "")
+        )
+    if summary.unknown_units:
+        lines.append("  unknown units: " + ", ".join(f"{c} ({n})" for c, n in summary.unknown_units))
+    return "\n".join(lines)
+
+
+def render_summary(summary: object) -> str:
+    from minyi.flows.daily_loop import LoopSummary
+
+    assert isinstance(summary, LoopSummary)
+    return "\n".join(
+        [
+            f"daily loop {summary.business_date} as of {summary.as_of.isoformat()}",
+            render_ingest(summary.ingest),
+        ]
+    )
+
+
+def main() -> None:
+    """Entry point: MinyiError → one line on stderr and its exit code; nothing else is swallowed."""
+    from minyi.tasks.errors import MinyiError
+
+    try:
+        app(standalone_mode=False)
+    except MinyiError as exc:
+        _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        _fail("aborted", 130)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            _fail(exc.format_message().replace("\n", " "), exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

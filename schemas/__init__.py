@@ -1,0 +1,1 @@
+"""SQLModel tables, pydantic payload models, expectation suites and Alembic migrations."""

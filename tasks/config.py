@@ -1,0 +1,229 @@
+"""Configuration: one strict TOML file plus a few environment variables (SPEC §2).
+
+Why strict: an operator who mistypes `respone_days` must learn it before the run
+does any work, not after a month of wrong deadlines. Every model forbids unknown
+keys, and every error is turned into one line that names the key.
+
+Secrets never live in the file; it names the environment variable (`token_env`)
+that holds each token, read only when a client is built.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import time
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from minyi.tasks.errors import ConfigError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CHANNELS: tuple[str, ...] = ("110", "122", "12345", "968110", "window", "online")
+RECORD_FIELDS: tuple[str, ...] = (
+    "record_id",
+    "channel",
+    "matter",
+    "handled_at",
+    "unit_code",
+    "officer_id",
+    "citizen_name",
+    "phone",
+    "summary",
+    "confidential",
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ClockConfig(_Strict):
+    mode: Literal["working", "natural"] = "working"
+    response_days: int = Field(3, ge=1, le=60)
+    completion_days: int = Field(5, ge=1, le=120)
+    calendar_file: str = ""
+
+
+class FollowupConfig(_Strict):
+    send_from: time = time(9, 0)
+    send_until: time = time(21, 0)
+    max_per_phone_per_day: int = Field(1, ge=1)
+    max_age_days: int = Field(3, ge=0)
+    manual_after_hours: int = Field(24, ge=1)
+
+    @model_validator(mode="after")
+    def _window_not_empty(self) -> FollowupConfig:
+        if self.send_from >= self.send_until:
+            raise ValueError("send_from must be earlier than send_until")
+        return self
+
+
+class TargetsConfig(_Strict):
+    timely_response: float = Field(1.0, ge=0, le=1)
+    satisfaction: float = Field(0.8, ge=0, le=1)
+    resolution: float = Field(0.7, ge=0, le=1)
+
+
+class SmsConfig(_Strict):
+    url: str = "http://127.0.0.1:8801"
+    token_env: str = "MINYI_SMS_TOKEN"
+    batch_size: int = Field(500, ge=1, le=10_000)
+    timeout_seconds: float = Field(30.0, gt=0)
+
+
+class SlackConfig(_Strict):
+    api_url: str = ""
+    token_env: str = "MINYI_SLACK_TOKEN"
+    center_channel: str = "C0CENTER"
+    leadership_channel: str = "C0LEADERS"
+
+
+class IngestConfig(_Strict):
+    """How sources are pulled; not in SPEC §2's example, documented in docs/configuration.md."""
+
+    page_size: int = Field(5000, ge=1, le=5000)
+    timeout_seconds: float = Field(30.0, gt=0)
+    max_attempts: int = Field(6, ge=1, le=20)
+    backoff_seconds: float = Field(0.5, ge=0)
+    max_backoff_seconds: float = Field(60.0, ge=0)
+
+
+class SourceConfig(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    url: str
+    token_env: str = ""
+    fields: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError("must be an http(s) URL")
+        return v.rstrip("/")
+
+    @field_validator("fields")
+    @classmethod
+    def _known_fields(cls, v: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(v) - set(RECORD_FIELDS))
+        if unknown:
+            raise ValueError(f"unknown record field(s) {unknown}; known: {list(RECORD_FIELDS)}")
+        return v
+
+
+class UnitConfig(_Strict):
+    code: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    parent: str = ""
+    channel: str = Field(min_length=1)
+
+
+class MinyiConfig(_Strict):
+    """The whole TOML file."""
+
+    timezone: str = "Asia/Shanghai"
+    retention_days: int = Field(180, ge=1)
+    clock: ClockConfig = ClockConfig()
+    followup: FollowupConfig = FollowupConfig()
+    targets: TargetsConfig = TargetsConfig()
+    sms: SmsConfig = SmsConfig()
+    slack: SlackConfig = SlackConfig()
+    ingest: IngestConfig = IngestConfig()
+    sources: list[SourceConfig] = Field(default_factory=list)
+    units: list[UnitConfig] = Field(default_factory=list)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, ignored_types=(cached_property,))
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {v!r}") from exc
+        return v
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> MinyiConfig:
+        for kind, names in (
+            ("sources", [s.name for s in self.sources]),
+            ("units", [u.code for u in self.units]),
+        ):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"{kind}: duplicate {dupes}")
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def source(self, name: str) -> SourceConfig:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise ConfigError(f"unknown source {name!r}")
+
+    def unit_codes(self) -> set[str]:
+        return {u.code for u in self.units}
+
+
+class Settings(BaseSettings):
+    """Environment: where the config, the store and the reports are."""
+
+    model_config = SettingsConfigDict(env_prefix="MINYI_", extra="ignore")
+
+    config: Path = Path("minyi.toml")
+    database_url: str = ""
+    reports_dir: Path = Path("reports")
+    home: Path = Path(".minyi")
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'minyi.db').as_posix()}"
+
+
+def _describe(err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in first["loc"]).replace(".[", "[")
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif first["type"] == "missing":
+        msg = "missing required key"
+    return f"{loc}: {msg}" if loc else msg
+
+
+def parse_config(text: str, origin: str = "<config>") -> MinyiConfig:
+    """Parse TOML text into a validated config, or raise ConfigError naming the key."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config {origin}: invalid TOML: {exc}") from None
+    try:
+        return MinyiConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"config {origin}: {_describe(exc)}") from None
+
+
+def load_config(path: str | Path | None = None) -> MinyiConfig:
+    """Load the config named by `path`, else `MINYI_CONFIG`, else ./minyi.toml."""
+    p = Path(path) if path else Settings().config
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"config {p}: cannot read ({exc.strerror or exc})") from None
+    return parse_config(text, str(p))
+
+
+def secret_from_env(var: str) -> str | None:
+    """A token named by `token_env`; None when the variable is unset or empty."""
+    if not var:
+        return None
+    value = os.environ.get(var, "").strip()
+    return value or None

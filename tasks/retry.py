@@ -1,0 +1,51 @@
+"""Retry policy for every HTTP peer (sources, SMS gateway): backoff with full jitter, Retry-After honoured.
+
+Pure and injectable (`sleep`, `rand`) so the tests can prove the schedule without waiting.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff with full jitter, capped; `attempts` counts every try including the first."""
+
+    attempts: int = 6
+    base: float = 0.5
+    cap: float = 60.0
+
+    def delay(self, attempt: int, retry_after: float | None = None, rand: random.Random | None = None) -> float:
+        """Seconds to wait after failed try number `attempt` (1-based).
+
+        A server's Retry-After is a floor: we never come back sooner than it asked.
+        """
+        r = (rand or random).random()
+        jittered = r * min(self.cap, self.base * (2 ** (attempt - 1)))
+        if retry_after is not None:
+            return max(retry_after, jittered) if retry_after <= self.cap * 2 else self.cap * 2
+        return jittered
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds: either delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())

@@ -1,0 +1,56 @@
+"""What every flow and command needs first: the config, the settings and a ready store.
+
+Loaded once per process per (config path, database URL) and validated before any
+work starts, so a bad key or an unreachable database stops a run in its first
+second with one line.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from minyi.tasks.config import MinyiConfig, Settings, load_config
+from minyi.tasks.store import ensure_ready, get_engine
+from sqlalchemy.engine import Engine
+
+_ready: set[str] = set()
+
+
+def quiet_third_parties() -> None:
+    """No analytics leave this machine (there is no network, and a police bureau would not want it)."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    config: MinyiConfig
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return self.config.tz
+
+    @cached_property
+    def engine(self) -> Engine:
+        return get_engine(self.settings.resolved_database_url())
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.settings.reports_dir
+
+
+def load_runtime(check_store: bool = True) -> Runtime:
+    """Config and store from the environment (MINYI_CONFIG, MINYI_DATABASE_URL, MINYI_REPORTS_DIR)."""
+    settings = Settings()
+    rt = Runtime(settings, load_config(settings.config))
+    url = settings.resolved_database_url()
+    if check_store and url not in _ready:
+        ensure_ready(rt.engine)
+        _ready.add(url)
+    return rt

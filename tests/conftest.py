@@ -1,0 +1,95 @@
+"""Fixtures: a fresh migrated store per test on SQLite and on PostgreSQL, one Prefect harness per session.
+
+PostgreSQL is not optional: when MINYI_TEST_PG_URL's server is unreachable the
+postgres half of every store test errors, it is never skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from minyi.tasks.runtime import quiet_third_parties
+from minyi.tasks.store import dispose_engines, get_engine, upgrade
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from tests.support import Env
+
+quiet_third_parties()
+PG_ADMIN_URL = os.environ.get("MINYI_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+BACKENDS = ("sqlite", "postgres")
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = get_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A throwaway database for this test session, migrated once."""
+    name = f"minyi_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    upgrade(get_engine(url))
+    yield url
+    dispose_engines()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _truncate_all(url: str) -> None:
+    engine = get_engine(url)
+    with engine.begin() as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'")
+            )
+        ]
+        if tables:
+            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[str]:
+    """A migrated, empty store: a copy of the template on SQLite, the truncated session database on PostgreSQL."""
+    if request.param == "sqlite":
+        path = tmp_path / "minyi.db"
+        shutil.copy(sqlite_template, path)
+        url = f"sqlite:///{path}"
+        yield url
+        get_engine(url).dispose()
+    else:
+        url = request.getfixturevalue("pg_database")
+        _truncate_all(url)
+        yield url
+
+
+@pytest.fixture
+def env(store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
+    monkeypatch.setenv("MINYI_DATABASE_URL", store_url)
+    monkeypatch.setenv("MINYI_REPORTS_DIR", str(tmp_path / "reports"))
+    monkeypatch.setenv("MINYI_HOME", str(tmp_path / "home"))
+    return Env(url=store_url, dir=tmp_path, engine=get_engine(store_url), monkeypatch=monkeypatch)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One ephemeral Prefect API for the whole session (its start-up costs 10–25 s)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
