@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+from prefect import flow
+from pydantic import BaseModel
+
 from minyi.flows.ingest import ingest
 from minyi.flows.naming import by_business_date
 from minyi.tasks.days import resolve_day
 from minyi.tasks.ingest import IngestSummary
 from minyi.tasks.runtime import load_runtime
-from prefect import flow
-from pydantic import BaseModel
 
 
 class LoopSummary(BaseModel):

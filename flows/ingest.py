@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from minyi.flows.naming import by_business_date
-from minyi.tasks.days import resolve_day
-from minyi.tasks.ingest import IngestSummary, SourcePull, announce_ingest, prepare_units, pull_source_pages
-from minyi.tasks.runtime import load_runtime
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
+
+from minyi.flows.naming import by_business_date
+from minyi.tasks.days import resolve_day
+from minyi.tasks.ingest import IngestSummary, SourcePull, announce_ingest, prepare_units, pull_source_pages
+from minyi.tasks.runtime import load_runtime
 
 
 @task(name="pull-source", task_run_name="pull-{source}-{business_date}", cache_policy=NO_CACHE)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date, datetime
 
+from prefect.runtime import flow_run
+
 from minyi.tasks.config import load_config
 from minyi.tasks.days import resolve_day
-from prefect.runtime import flow_run
 
 
 def _as_date(value: object) -> date | None:

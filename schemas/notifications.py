@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from minyi.schemas.types import BigId, UtcDateTime
 from sqlalchemy import Column, Index, Text
 from sqlmodel import Field, SQLModel
+
+from minyi.schemas.types import BigId, UtcDateTime
 
 
 class Notification(SQLModel, table=True):

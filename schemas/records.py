@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from minyi.schemas.types import BigId, UtcDateTime
 from sqlalchemy import Column, Index, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
+
+from minyi.schemas.types import BigId, UtcDateTime
 
 
 class Unit(SQLModel, table=True):

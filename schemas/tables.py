@@ -3,7 +3,8 @@
 Each SPEC area keeps its tables in its own module; import it here.
 """
 
-from minyi.schemas import notifications, records  # noqa: F401  (registers tables)
 from sqlmodel import SQLModel
+
+from minyi.schemas import followups, notifications, records  # noqa: F401  (registers tables)
 
 metadata = SQLModel.metadata

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from minyi.tasks.errors import ConfigError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from minyi.tasks.errors import ConfigError
 
 CHANNELS: tuple[str, ...] = ("110", "122", "12345", "968110", "window", "online")
 RECORD_FIELDS: tuple[str, ...] = (

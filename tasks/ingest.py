@@ -10,6 +10,9 @@ import logging
 import time
 from datetime import date, datetime
 
+from pydantic import BaseModel
+from sqlalchemy import text
+
 from minyi.tasks.errors import SourceError
 from minyi.tasks.intake import Accepted, Quarantined, intake
 from minyi.tasks.masking import mask_text
@@ -18,8 +21,6 @@ from minyi.tasks.record_store import begin_pull, record_failure, store_page
 from minyi.tasks.runtime import Runtime
 from minyi.tasks.sources import SourceClient
 from minyi.tasks.units import register_unknown_units, sync_units
-from pydantic import BaseModel
-from sqlalchemy import text
 
 
 class SourcePull(BaseModel):

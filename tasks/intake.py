@@ -14,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
+
 from minyi.tasks.config import CHANNELS
 from minyi.tasks.phones import normalise_phone
 

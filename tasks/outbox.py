@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from minyi.tasks.masking import mask_text
-from minyi.tasks.store import instant_param
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+
+from minyi.tasks.masking import mask_text
+from minyi.tasks.store import instant_param
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from minyi.tasks.intake import Accepted, Quarantined
-from minyi.tasks.store import instant_param, raw_transaction
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+
+from minyi.tasks.intake import Accepted, Quarantined
+from minyi.tasks.store import instant_param, raw_transaction
 
 _COLUMNS = (
     "source, record_id, business_date, channel, matter, handled_at, unit_code, officer_id, "

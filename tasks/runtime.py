@@ -13,9 +13,10 @@ from functools import cached_property
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.engine import Engine
+
 from minyi.tasks.config import MinyiConfig, Settings, load_config
 from minyi.tasks.store import ensure_ready, get_engine
-from sqlalchemy.engine import Engine
 
 _ready: set[str] = set()
 

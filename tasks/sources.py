@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import orjson
+
 from minyi.tasks.config import IngestConfig, SourceConfig, secret_from_env
 from minyi.tasks.errors import SourceError
 from minyi.tasks.retry import RETRYABLE_STATUS, Backoff, parse_retry_after

@@ -15,10 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from minyi.tasks.errors import ConfigError, StoreUnavailable
 from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
+
+from minyi.tasks.errors import ConfigError, StoreUnavailable
 
 _engines: dict[str, Engine] = {}
 _lock = threading.Lock()

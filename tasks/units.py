@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from datetime import date
 
-from minyi.tasks.config import MinyiConfig
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+
+from minyi.tasks.config import MinyiConfig
 
 
 def sync_units(conn: Connection, cfg: MinyiConfig) -> None:

@@ -14,6 +14,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+
 from minyi.tasks.calendar import (
     DATA_WARNING_DAYS,
     Calendar,

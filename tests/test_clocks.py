@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from minyi.tasks.calendar import Calendar, load_calendar
 from minyi.tasks.clocks import (
     CLOCK_MODES,

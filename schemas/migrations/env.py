@@ -1,6 +1,7 @@
 """Alembic environment: the engine comes from `tasks.store` (no alembic.ini needed)."""
 
 from alembic import context
+
 from minyi.schemas.tables import metadata
 
 config = context.config

@@ -2,15 +2,16 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 00:20:48.634146
+Create Date: 2026-11-25 00:25:51.145447
 """
 
 from collections.abc import Sequence
 
-import minyi.schemas.types
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
+
+import minyi.schemas.types
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -93,6 +94,16 @@ def upgrade() -> None:
         batch_op.create_index("ix_records_unit_business_date", ["unit_code", "business_date"], unique=False)
 
     op.create_table(
+        "source_gates",
+        sa.Column("source", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("business_date", sa.Date(), nullable=False),
+        sa.Column("gate", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("row_count", sa.Integer(), nullable=False),
+        sa.Column("median", sa.Float(), nullable=True),
+        sa.Column("updated_at", minyi.schemas.types.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("source", "business_date"),
+    )
+    op.create_table(
         "units",
         sa.Column("code", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
@@ -101,12 +112,74 @@ def upgrade() -> None:
         sa.Column("known", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("code"),
     )
+    op.create_table(
+        "followups",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column("record_pk", sa.BigInteger(), nullable=False),
+        sa.Column("source", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("record_id", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
+        sa.Column("business_date", sa.Date(), nullable=False),
+        sa.Column("unit_code", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("phone_norm", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+        sa.Column("plan", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("skip_reason", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+        sa.Column("message_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+        sa.Column("sms_text", sa.Text(), nullable=True),
+        sa.Column("sms_status", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
+        sa.Column("gateway_error", sa.Text(), nullable=True),
+        sa.Column("planned_at", minyi.schemas.types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("sent_at", minyi.schemas.types.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("satisfaction", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+        sa.Column("answered_at", minyi.schemas.types.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("manual_reason", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+        sa.Column("manual_queued_at", minyi.schemas.types.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("visit_outcome", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+        sa.Column("visited_at", minyi.schemas.types.UtcDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(["record_pk"], ["records.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("message_id"),
+        sa.UniqueConstraint("record_pk"),
+    )
+    with op.batch_alter_table("followups", schema=None) as batch_op:
+        batch_op.create_index("ix_followups_business_date_source", ["business_date", "source"], unique=False)
+        batch_op.create_index("ix_followups_phone_norm", ["phone_norm"], unique=False)
+        batch_op.create_index("ix_followups_sms_status", ["sms_status"], unique=False)
+
+    op.create_table(
+        "answers",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column("followup_id", sa.BigInteger(), nullable=False),
+        sa.Column("via", sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
+        sa.Column("ref", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
+        sa.Column("value", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+        sa.Column("answered_at", minyi.schemas.types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("note", sa.Text(), nullable=True),
+        sa.ForeignKeyConstraint(["followup_id"], ["followups.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("ref"),
+    )
+    with op.batch_alter_table("answers", schema=None) as batch_op:
+        batch_op.create_index("ix_answers_followup", ["followup_id"], unique=False)
+        batch_op.create_index("ix_answers_value", ["value"], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("answers", schema=None) as batch_op:
+        batch_op.drop_index("ix_answers_value")
+        batch_op.drop_index("ix_answers_followup")
+
+    op.drop_table("answers")
+    with op.batch_alter_table("followups", schema=None) as batch_op:
+        batch_op.drop_index("ix_followups_sms_status")
+        batch_op.drop_index("ix_followups_phone_norm")
+        batch_op.drop_index("ix_followups_business_date_source")
+
+    op.drop_table("followups")
     op.drop_table("units")
+    op.drop_table("source_gates")
     with op.batch_alter_table("records", schema=None) as batch_op:
         batch_op.drop_index("ix_records_unit_business_date")
         batch_op.drop_index("ix_records_business_date_source")

@@ -1,0 +1,95 @@
+"""Tables of SPEC §4: one follow-up per record, and every answer it received (SMS reply or visit).
+
+The core columns here are a contract between stages: supervision opens orders
+from `answers` rows whose value is `dissatisfied`; reports count follow-ups by
+`satisfaction` (the latest recognised answer). The follow-up stage owns the rest.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Text
+from sqlmodel import Field, SQLModel
+
+from minyi.schemas.types import BigId, UtcDateTime
+
+
+class Followup(SQLModel, table=True):
+    """The follow-up decided for one record when its business date was first planned.
+
+    plan: `sms` | `manual` (landline: a visit, no SMS) | `skipped` (see skip_reason).
+    sms_status (plan = sms): `queued` → `sent` | `rejected`.
+    satisfaction: the latest recognised answer (satisfied | basically_satisfied | dissatisfied), or null.
+    """
+
+    __tablename__ = "followups"
+    __table_args__ = (
+        Index("ix_followups_business_date_source", "business_date", "source"),
+        Index("ix_followups_sms_status", "sms_status"),
+        Index("ix_followups_phone_norm", "phone_norm"),
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    record_pk: int = Field(
+        sa_column=Column(BigInteger, ForeignKey("records.id", ondelete="CASCADE"), nullable=False, unique=True)
+    )
+    source: str = Field(max_length=64)
+    record_id: str = Field(max_length=128)
+    business_date: date
+    unit_code: str = Field(max_length=64)
+    phone_norm: str | None = Field(default=None, max_length=32)
+    plan: str = Field(max_length=16)
+    skip_reason: str | None = Field(default=None, max_length=32)
+    message_id: str | None = Field(default=None, max_length=64, unique=True)
+    sms_text: str | None = Field(default=None, sa_column=Column(Text))
+    sms_status: str | None = Field(default=None, max_length=16)
+    gateway_error: str | None = Field(default=None, sa_column=Column(Text))
+    planned_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    sent_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    satisfaction: str | None = Field(default=None, max_length=32)
+    answered_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    manual_reason: str | None = Field(default=None, max_length=32)
+    manual_queued_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    visit_outcome: str | None = Field(default=None, max_length=32)
+    visited_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+
+
+class Answer(SQLModel, table=True):
+    """Every answer a follow-up received, in arrival order: `via` = sms | visit.
+
+    value: satisfied | basically_satisfied | dissatisfied | unrecognised | unreachable.
+    `ref` is the reply_id or visit reference, unique per via, so re-ingesting a reply adds nothing.
+    """
+
+    __tablename__ = "answers"
+    __table_args__ = (
+        Index("ix_answers_followup", "followup_id"),
+        Index("ix_answers_value", "value"),
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    followup_id: int = Field(
+        sa_column=Column(BigInteger, ForeignKey("followups.id", ondelete="CASCADE"), nullable=False)
+    )
+    via: str = Field(max_length=8)
+    ref: str = Field(max_length=128, unique=True)
+    value: str = Field(max_length=32)
+    answered_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    note: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class SourceGate(SQLModel, table=True):
+    """The quality gate of SPEC §8 for one source and business date: pass | held | released | no_history.
+
+    The follow-up stage sends no SMS for a (source, business_date) whose gate is `held`.
+    """
+
+    __tablename__ = "source_gates"
+
+    source: str = Field(primary_key=True, max_length=64)
+    business_date: date = Field(primary_key=True)
+    gate: str = Field(max_length=16)
+    row_count: int = 0
+    median: float | None = None
+    updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
