@@ -19,7 +19,10 @@ class Followup(SQLModel, table=True):
     """The follow-up decided for one record when its business date was first planned.
 
     plan: `sms` | `manual` (landline: a visit, no SMS) | `skipped` (see skip_reason).
-    sms_status (plan = sms): `queued` → `sent` | `rejected`.
+    sms_status (plan = sms): `queued` → `sent` | `rejected`. A queued message whose phone opts out, or
+    that goes stale while held, becomes `skipped` with that reason before it could leave.
+    replied_at: the first reply of any kind (opt-outs included): the "no reply" visit rule's clock stops.
+    manual_reason: landline | dissatisfied | unrecognised | no_reply — set once, when the visit is queued.
     satisfaction: the latest recognised answer (satisfied | basically_satisfied | dissatisfied), or null.
     """
 
@@ -28,6 +31,7 @@ class Followup(SQLModel, table=True):
         Index("ix_followups_business_date_source", "business_date", "source"),
         Index("ix_followups_sms_status", "sms_status"),
         Index("ix_followups_phone_norm", "phone_norm"),
+        Index("ix_followups_manual_reason", "manual_reason"),
     )
 
     id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
@@ -41,12 +45,14 @@ class Followup(SQLModel, table=True):
     phone_norm: str | None = Field(default=None, max_length=32)
     plan: str = Field(max_length=16)
     skip_reason: str | None = Field(default=None, max_length=32)
-    message_id: str | None = Field(default=None, max_length=64, unique=True)
+    # 'minyi:' || source || ':' || record_id — deterministic, so a re-run or a rebuilt store never sends twice.
+    message_id: str | None = Field(default=None, max_length=255, unique=True)
     sms_text: str | None = Field(default=None, sa_column=Column(Text))
     sms_status: str | None = Field(default=None, max_length=16)
     gateway_error: str | None = Field(default=None, sa_column=Column(Text))
     planned_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     sent_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    replied_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
     satisfaction: str | None = Field(default=None, max_length=32)
     answered_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
     manual_reason: str | None = Field(default=None, max_length=32)
@@ -59,7 +65,7 @@ class Answer(SQLModel, table=True):
     """Every answer a follow-up received, in arrival order: `via` = sms | visit.
 
     value: satisfied | basically_satisfied | dissatisfied | unrecognised | unreachable.
-    `ref` is the reply_id or visit reference, unique per via, so re-ingesting a reply adds nothing.
+    `ref` is `sms:<reply_id>` or `visit:<source>:<record_id>:<at>`, unique per via, so re-ingesting a reply adds nothing.
     """
 
     __tablename__ = "answers"
@@ -73,7 +79,7 @@ class Answer(SQLModel, table=True):
         sa_column=Column(BigInteger, ForeignKey("followups.id", ondelete="CASCADE"), nullable=False)
     )
     via: str = Field(max_length=8)
-    ref: str = Field(max_length=128, unique=True)
+    ref: str = Field(max_length=255, unique=True)
     value: str = Field(max_length=32)
     answered_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     note: str | None = Field(default=None, sa_column=Column(Text))
@@ -92,4 +98,50 @@ class SourceGate(SQLModel, table=True):
     gate: str = Field(max_length=16)
     row_count: int = 0
     median: float | None = None
+    updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class SmsReply(SQLModel, table=True):
+    """Every reply the gateway delivered, kept whether or not it matched a follow-up (SPEC §4).
+
+    value: satisfied | basically_satisfied | dissatisfied | opt_out | unrecognised (parsed once, on arrival).
+    status: matched | unmatched. `window_start` = received_at − 7 days, the earliest `sent_at` a match by
+    phone may have (computed on arrival so the matching SQL needs no dialect date arithmetic).
+    """
+
+    __tablename__ = "sms_replies"
+    __table_args__ = (Index("ix_sms_replies_status", "status"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    reply_id: str = Field(max_length=255, unique=True)
+    phone_norm: str | None = Field(default=None, max_length=32)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    value: str = Field(max_length=32)
+    message_id: str | None = Field(default=None, max_length=255)
+    received_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    window_start: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    followup_id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, ForeignKey("followups.id", ondelete="SET NULL"), nullable=True)
+    )
+    status: str = Field(max_length=16)
+    ingested_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class OptOut(SQLModel, table=True):
+    """A phone that replied TD/退订: it never gets another SMS, whatever source its next record comes from."""
+
+    __tablename__ = "opt_outs"
+
+    phone_norm: str = Field(primary_key=True, max_length=32)
+    opted_out_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    reply_id: str = Field(max_length=255)
+
+
+class SmsCursor(SQLModel, table=True):
+    """Where reply ingestion stands at the gateway; committed with the replies it follows."""
+
+    __tablename__ = "sms_cursors"
+
+    name: str = Field(primary_key=True, max_length=64)
+    cursor: str | None = Field(default=None, sa_column=Column(Text))
     updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 00:25:51.145447
+Create Date: 2026-11-25 00:27:54.077452
 """
 
 from collections.abc import Sequence
@@ -56,6 +56,13 @@ def upgrade() -> None:
         batch_op.create_index("ix_notifications_status", ["status"], unique=False)
 
     op.create_table(
+        "opt_outs",
+        sa.Column("phone_norm", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+        sa.Column("opted_out_at", minyi.schemas.types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("reply_id", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+        sa.PrimaryKeyConstraint("phone_norm"),
+    )
+    op.create_table(
         "quarantine",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("source", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
@@ -94,6 +101,13 @@ def upgrade() -> None:
         batch_op.create_index("ix_records_unit_business_date", ["unit_code", "business_date"], unique=False)
 
     op.create_table(
+        "sms_cursors",
+        sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("cursor", sa.Text(), nullable=True),
+        sa.Column("updated_at", minyi.schemas.types.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("name"),
+    )
+    op.create_table(
         "source_gates",
         sa.Column("source", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("business_date", sa.Date(), nullable=False),
@@ -123,12 +137,13 @@ def upgrade() -> None:
         sa.Column("phone_norm", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
         sa.Column("plan", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
         sa.Column("skip_reason", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
-        sa.Column("message_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+        sa.Column("message_id", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
         sa.Column("sms_text", sa.Text(), nullable=True),
         sa.Column("sms_status", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
         sa.Column("gateway_error", sa.Text(), nullable=True),
         sa.Column("planned_at", minyi.schemas.types.UtcDateTime(timezone=True), nullable=False),
         sa.Column("sent_at", minyi.schemas.types.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("replied_at", minyi.schemas.types.UtcDateTime(timezone=True), nullable=True),
         sa.Column("satisfaction", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
         sa.Column("answered_at", minyi.schemas.types.UtcDateTime(timezone=True), nullable=True),
         sa.Column("manual_reason", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
@@ -142,6 +157,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("followups", schema=None) as batch_op:
         batch_op.create_index("ix_followups_business_date_source", ["business_date", "source"], unique=False)
+        batch_op.create_index("ix_followups_manual_reason", ["manual_reason"], unique=False)
         batch_op.create_index("ix_followups_phone_norm", ["phone_norm"], unique=False)
         batch_op.create_index("ix_followups_sms_status", ["sms_status"], unique=False)
 
@@ -150,7 +166,7 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("followup_id", sa.BigInteger(), nullable=False),
         sa.Column("via", sqlmodel.sql.sqltypes.AutoString(length=8), nullable=False),
-        sa.Column("ref", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
+        sa.Column("ref", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
         sa.Column("value", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
         sa.Column("answered_at", minyi.schemas.types.UtcDateTime(timezone=True), nullable=False),
         sa.Column("note", sa.Text(), nullable=True),
@@ -162,11 +178,35 @@ def upgrade() -> None:
         batch_op.create_index("ix_answers_followup", ["followup_id"], unique=False)
         batch_op.create_index("ix_answers_value", ["value"], unique=False)
 
+    op.create_table(
+        "sms_replies",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column("reply_id", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+        sa.Column("phone_norm", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
+        sa.Column("text", sa.Text(), nullable=False),
+        sa.Column("value", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+        sa.Column("message_id", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
+        sa.Column("received_at", minyi.schemas.types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("window_start", minyi.schemas.types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("followup_id", sa.BigInteger(), nullable=True),
+        sa.Column("status", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+        sa.Column("ingested_at", minyi.schemas.types.UtcDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["followup_id"], ["followups.id"], ondelete="SET NULL"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("reply_id"),
+    )
+    with op.batch_alter_table("sms_replies", schema=None) as batch_op:
+        batch_op.create_index("ix_sms_replies_status", ["status"], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("sms_replies", schema=None) as batch_op:
+        batch_op.drop_index("ix_sms_replies_status")
+
+    op.drop_table("sms_replies")
     with op.batch_alter_table("answers", schema=None) as batch_op:
         batch_op.drop_index("ix_answers_value")
         batch_op.drop_index("ix_answers_followup")
@@ -175,17 +215,20 @@ def downgrade() -> None:
     with op.batch_alter_table("followups", schema=None) as batch_op:
         batch_op.drop_index("ix_followups_sms_status")
         batch_op.drop_index("ix_followups_phone_norm")
+        batch_op.drop_index("ix_followups_manual_reason")
         batch_op.drop_index("ix_followups_business_date_source")
 
     op.drop_table("followups")
     op.drop_table("units")
     op.drop_table("source_gates")
+    op.drop_table("sms_cursors")
     with op.batch_alter_table("records", schema=None) as batch_op:
         batch_op.drop_index("ix_records_unit_business_date")
         batch_op.drop_index("ix_records_business_date_source")
 
     op.drop_table("records")
     op.drop_table("quarantine")
+    op.drop_table("opt_outs")
     with op.batch_alter_table("notifications", schema=None) as batch_op:
         batch_op.drop_index("ix_notifications_status")
 
