@@ -20,16 +20,18 @@ class Backoff:
     attempts: int = 6
     base: float = 0.5
     cap: float = 60.0
+    max_retry_after: float = 300.0
 
     def delay(self, attempt: int, retry_after: float | None = None, rand: random.Random | None = None) -> float:
         """Seconds to wait after failed try number `attempt` (1-based).
 
-        A server's Retry-After is a floor: we never come back sooner than it asked.
+        A server's Retry-After is a floor: we never come back sooner than it asked
+        (up to `max_retry_after`, so a misconfigured server cannot park the loop for a day).
         """
         r = (rand or random).random()
         jittered = r * min(self.cap, self.base * (2 ** (attempt - 1)))
         if retry_after is not None:
-            return max(retry_after, jittered) if retry_after <= self.cap * 2 else self.cap * 2
+            return max(min(retry_after, self.max_retry_after), jittered)
         return jittered
 
 

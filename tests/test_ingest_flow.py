@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from minyi.sim.source_server import SourceServer, StaticFeed
+from minyi.sim.source_server import Fault, SourceServer, StaticFeed
 from tests.support import Env, at, config_toml, make_record
 
 DAY = date(2026, 11, 21)
@@ -40,3 +40,94 @@ def test_a_multi_page_source_is_pulled_to_the_end(
     assert summary.sources[0].pages == 3
     cursors = [q.get("cursor") for _, _, q, _ in server.requests]
     assert cursors == [None, "100", "200"]
+
+
+def test_two_server_errors_then_success_loads_the_page(
+    env: Env, server: SourceServer, feed: StaticFeed, prefect_harness: None
+) -> None:
+    feed.data[("police110", DAY)] = [make_record(i, DAY) for i in range(20)]
+    server.fail("police110", Fault(500), Fault(503))
+    summary = run_ingest(env, server, ["police110"])
+    assert summary.sources[0].status == "ok"
+    assert env.scalar("SELECT COUNT(*) FROM records") == 20
+    assert len(server.requests) == 3
+
+
+def test_429_waits_at_least_retry_after_before_asking_again(
+    env: Env, server: SourceServer, feed: StaticFeed, prefect_harness: None
+) -> None:
+    feed.data[("police110", DAY)] = [make_record(i, DAY) for i in range(5)]
+    server.fail("police110", Fault(429, headers={"Retry-After": "1"}))
+    run_ingest(env, server, ["police110"])
+    (t0, *_), (t1, *_) = server.requests
+    assert t1 - t0 >= 1.0
+    assert env.scalar("SELECT COUNT(*) FROM records") == 5
+
+
+def test_a_forbidden_source_fails_alone_and_the_centre_is_told(
+    env: Env, server: SourceServer, feed: StaticFeed, prefect_harness: None
+) -> None:
+    feed.data[("police110", DAY)] = [make_record(i, DAY) for i in range(30)]
+    feed.data[("window", DAY)] = [make_record(i, DAY, record_id=f"W-{i}", channel="window") for i in range(12)]
+    server.state("traffic122").always = Fault(403, body=b'{"error":"forbidden"}')
+    summary = run_ingest(env, server, ["police110", "traffic122", "window"])
+    status = {p.source: p.status for p in summary.sources}
+    assert status == {"police110": "ok", "traffic122": "failed", "window": "ok"}
+    assert env.scalar("SELECT COUNT(*) FROM records") == 42
+    assert len([r for r in server.requests if r[1] == "traffic122"]) == 1  # a 403 is not retried
+    (post,) = env.rows("SELECT channel, text FROM notifications WHERE kind = 'source_failed'")
+    assert post.channel == "C0CENTER" and "traffic122" in post.text and "403" in post.text
+
+
+def test_every_quarantine_reason_keeps_the_row_with_its_reasons(
+    env: Env, server: SourceServer, feed: StaticFeed, prefect_harness: None
+) -> None:
+    bad = [
+        make_record(1, DAY, record_id=None),
+        make_record(2, DAY, channel="weixin"),
+        make_record(3, DAY, handled_at="昨天下午"),
+        make_record(4, DAY, handled_at="2026-11-19T23:59:00+08:00"),
+        make_record(5, DAY, unit_code=""),
+        make_record(6, DAY, unit_code=None),
+        make_record(7, DAY, channel="fax", unit_code=""),
+    ]
+    good = [make_record(10, DAY, handled_at="2026-11-20T00:00:00+08:00"), make_record(11, DAY, unit_code="QD-NEW")]
+    feed.data[("police110", DAY)] = bad + good
+    summary = run_ingest(env, server, ["police110"])
+    rows = env.rows("SELECT record_id, reasons, raw FROM quarantine ORDER BY id")
+    assert [r.reasons for r in rows] == [
+        "missing_record_id",
+        "bad_channel",
+        "bad_handled_at",
+        "handled_at_out_of_window",
+        "missing_unit_code",
+        "missing_unit_code",
+        "bad_channel,missing_unit_code",
+    ]
+    assert '"channel":"weixin"' in rows[1].raw
+    assert env.scalar("SELECT COUNT(*) FROM records") == 2
+    assert (summary.sources[0].accepted, summary.sources[0].quarantined) == (2, 7)
+    assert summary.unknown_units == [("QD-NEW", 1)]
+    assert env.scalar("SELECT known FROM units WHERE code = 'QD-NEW'") in (False, 0)
+
+
+def test_re_pulling_the_same_day_changes_nothing_but_updated_fields(
+    env: Env, server: SourceServer, feed: StaticFeed, prefect_harness: None
+) -> None:
+    from minyi.flows.ingest import ingest
+
+    feed.data[("police110", DAY)] = [make_record(i, DAY) for i in range(150)] + [make_record(999, DAY, channel="x")]
+    run_ingest(env, server, ["police110"])
+    before = {r.record_id: r for r in env.rows("SELECT * FROM records")}
+    feed.data[("police110", DAY)][7]["summary"] = "已调解完毕"
+    feed.data[("police110", DAY)][8]["phone"] = "+86 139-0000-0008"
+    ingest(business_date=DAY, as_of=at("2026-11-22 15:00"))
+    after = {r.record_id: r for r in env.rows("SELECT * FROM records")}
+    assert after.keys() == before.keys() and len(after) == 150
+    changed = {k for k in after if after[k] != before[k]}
+    assert changed == {make_record(7, DAY)["record_id"], make_record(8, DAY)["record_id"]}
+    assert after[make_record(7, DAY)["record_id"]].summary == "已调解完毕"
+    assert after[make_record(8, DAY)["record_id"]].phone_norm == "13900000008"
+    assert {after[k].id for k in after} == {before[k].id for k in before}
+    assert env.scalar("SELECT COUNT(*) FROM quarantine") == 1
+    assert env.scalar("SELECT fetched FROM ingest_checkpoints") == 2 * 151
