@@ -1,0 +1,95 @@
+"""Tables of SPEC §5–6: supervision orders, the unit reports on them, and the escalations fired.
+
+The unique constraints here are the promises the rest of the code relies on:
+one order per follow-up (so per record: `uq_orders_followup`, and the
+`SOURCE:RECORD_ID` reference `uq_orders_source_record`), and each escalation
+level at most once per order (`uq_escalations_order_level`), which holds even
+when two runs sweep at the same instant.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Boolean, Column, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from minyi.schemas.types import BigId, UtcDateTime
+
+
+class Order(SQLModel, table=True):
+    """A supervision order against the responsible unit, opened by a dissatisfied answer.
+
+    status: open → responded → rectified → closed; resolution (closed only): resolved | unresolved.
+    response_due / completion_due: the instants the 3-day and 5-day clocks run out; NULL while
+    the calendar data does not cover the period (the order is `pending_calendar` on that clock).
+    """
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        UniqueConstraint("followup_id", name="uq_orders_followup"),
+        UniqueConstraint("source", "record_id", name="uq_orders_source_record"),
+        # The sweep's range scans: what ran out by as_of, and the reminder's exact-instant match.
+        Index("ix_orders_response_due", "response_due"),
+        Index("ix_orders_completion_due", "completion_due"),
+        Index("ix_orders_unit_opened", "unit_code", "opened_at"),
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    followup_id: int = Field(
+        sa_column=Column(BigInteger, ForeignKey("followups.id", ondelete="CASCADE"), nullable=False)
+    )
+    source: str = Field(max_length=64)
+    record_id: str = Field(max_length=128)
+    unit_code: str = Field(max_length=64)
+    opened_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    status: str = Field(default="open", max_length=16)
+    resolution: str | None = Field(default=None, max_length=16)
+    response_due: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    completion_due: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    responded_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    rectified_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    closed_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    note: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class OrderEvent(SQLModel, table=True):
+    """Every unit report accepted on an order, as reported (refused reports leave no row).
+
+    stage: responded | rectified | feedback; `at` is when the unit says it happened,
+    `recorded_at` when minyi recorded it.
+    """
+
+    __tablename__ = "order_events"
+    __table_args__ = (Index("ix_order_events_order", "order_id"),)
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    order_id: int = Field(sa_column=Column(BigInteger, ForeignKey("orders.id", ondelete="CASCADE"), nullable=False))
+    stage: str = Field(max_length=16)
+    resolved: bool | None = Field(default=None, sa_column=Column(Boolean, nullable=True))
+    at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    note: str | None = Field(default=None, sa_column=Column(Text))
+    recorded_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class EscalationRecord(SQLModel, table=True):
+    """One escalation fired on an order: response_reminder | response_overdue | completion_overdue.
+
+    UNIQUE(order_id, level) is the "at most once": the sweep inserts with ON CONFLICT DO NOTHING,
+    and enqueues channel posts only for the rows its own `sweep_id` inserted.
+    """
+
+    __tablename__ = "escalations"
+    __table_args__ = (
+        UniqueConstraint("order_id", "level", name="uq_escalations_order_level"),
+        Index("ix_escalations_sweep", "sweep_id", "id"),
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    order_id: int = Field(sa_column=Column(BigInteger, ForeignKey("orders.id", ondelete="CASCADE"), nullable=False))
+    level: str = Field(max_length=32)
+    due: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    fired_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    sweep_id: str = Field(sa_column=Column(String(32), nullable=False))
