@@ -34,8 +34,10 @@ AsOfOpt = Annotated[
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
+    """The refusal contract: one line on stderr, last, and a non-zero exit."""
+    sys.stdout.flush()
     typer.echo(f"minyi: {message}", err=True)
-    raise typer.Exit(code)
+    sys.exit(code)
 
 
 @db_app.command("upgrade")
@@ -138,24 +140,27 @@ def render_summary(summary: object) -> str:
     )
 
 
+_USAGE_ERRORS = {"NoSuchOption", "BadParameter", "MissingParameter", "UsageError", "BadOptionUsage", "BadArgumentUsage"}
+
+
 def main() -> None:
     """Entry point: MinyiError → one line on stderr and its exit code; nothing else is swallowed."""
     from minyi.tasks.errors import MinyiError
 
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except MinyiError as exc:
         _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
         _fail("aborted", 130)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            _fail(exc.format_message().replace("\n", " "), exc.exit_code)
+    except Exception as exc:
+        # Usage errors (typer's vendored click) arrive here in non-standalone mode.
+        if type(exc).__name__ in _USAGE_ERRORS and hasattr(exc, "format_message"):
+            _fail(exc.format_message().replace("\n", " "), getattr(exc, "exit_code", 2))
         raise
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
