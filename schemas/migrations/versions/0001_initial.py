@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 00:28:44.648813
+Create Date: 2026-11-25 00:30:01.932385
 """
 
 from collections.abc import Sequence
@@ -62,6 +62,28 @@ def upgrade() -> None:
         sa.Column("reply_id", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
         sa.PrimaryKeyConstraint("phone_norm"),
     )
+    op.create_table(
+        "quality_runs",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column("business_date", sa.Date(), nullable=False),
+        sa.Column("source", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("as_of", minyi.schemas.types.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("forced", sa.Boolean(), nullable=False),
+        sa.Column("success", sa.Boolean(), nullable=False),
+        sa.Column("gate", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
+        sa.Column("fetched", sa.Integer(), nullable=False),
+        sa.Column("accepted", sa.Integer(), nullable=False),
+        sa.Column("quarantined", sa.Integer(), nullable=False),
+        sa.Column("quarantine_reasons", sa.Text(), nullable=False),
+        sa.Column("median", sa.Float(), nullable=True),
+        sa.Column("expectations", sa.Text(), nullable=False),
+        sa.Column("seconds", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("business_date", "source", "as_of", name="uq_quality_runs_run"),
+    )
+    with op.batch_alter_table("quality_runs", schema=None) as batch_op:
+        batch_op.create_index("ix_quality_runs_source_date", ["source", "business_date"], unique=False)
+
     op.create_table(
         "quarantine",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
@@ -300,6 +322,10 @@ def downgrade() -> None:
 
     op.drop_table("records")
     op.drop_table("quarantine")
+    with op.batch_alter_table("quality_runs", schema=None) as batch_op:
+        batch_op.drop_index("ix_quality_runs_source_date")
+
+    op.drop_table("quality_runs")
     op.drop_table("opt_outs")
     with op.batch_alter_table("notifications", schema=None) as batch_op:
         batch_op.drop_index("ix_notifications_status")
