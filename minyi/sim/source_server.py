@@ -132,3 +132,39 @@ class _Handler(QuietHandler):
         if app.on_page:
             app.on_page(source, start)
         self.send_body(200, orjson.dumps({"records": rows, "next_cursor": nxt}))
+
+
+def main() -> None:
+    """Serve the synthetic city from its own process (benchmarks): prints the URL once every page is rendered."""
+    import argparse
+    import sys
+
+    from minyi.sim.city import SOURCE_BY_NAME
+
+    parser = argparse.ArgumentParser(description="synthetic city records source on loopback")
+    parser.add_argument("--records", type=int, required=True, help="records for the day, across all sources")
+    parser.add_argument("--date", type=date.fromisoformat, required=True)
+    parser.add_argument("--page-size", type=int, default=5000)
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    volumes = {name: max(1, round(args.records * p.share)) for name, p in SOURCE_BY_NAME.items()}
+    feed = CityFeed(volumes=volumes)
+    pages: dict[tuple[str, int], list[Any]] = {}
+    for name, n in volumes.items():
+        for start in range(0, n, args.page_size):
+            pages[(name, start)] = feed.rows(name, args.date, start, min(start + args.page_size, n))
+    prerendered = StaticFeed(
+        {
+            (name, args.date): [r for s in range(0, n, args.page_size) for r in pages[(name, s)]]
+            for name, n in volumes.items()
+        }
+    )
+    pages.clear()
+    server = SourceServer(prerendered, args.port).start()
+    print(server.url, flush=True)
+    sys.stdin.read()  # run until the parent closes our stdin
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()
