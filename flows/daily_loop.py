@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from prefect import flow
+from prefect import State, flow
+from prefect.states import Cancelled
 from pydantic import BaseModel
 
+from minyi.flows.exclusive import AlreadyRunning, current_flow_run_holder, exclusive
 from minyi.flows.ingest import ingest
 from minyi.flows.naming import by_business_date
 from minyi.tasks.days import resolve_day
@@ -21,8 +23,20 @@ class LoopSummary(BaseModel):
 
 
 @flow(name="daily-loop", flow_run_name=by_business_date("daily-loop"))
-def daily_loop(business_date: date | None = None, as_of: datetime | None = None) -> LoopSummary:
-    """Run the whole closed loop for one business date (yesterday by default), evaluated at `as_of` (now by default)."""
+def daily_loop(business_date: date | None = None, as_of: datetime | None = None) -> LoopSummary | State:
+    """Run the whole closed loop for one business date (yesterday by default), evaluated at `as_of` (now by default).
+
+    One daily loop per business date at a time: a second run for a date that is
+    still running ends Cancelled at once, without doing the day's work twice.
+
+    Args:
+        business_date: Local business date whose records are processed. Empty = the day before as_of.
+        as_of: The instant "now" the run is evaluated at (send window, staleness, clocks), with its UTC offset. Empty = the real clock.
+    """
     day, now = resolve_day(business_date, as_of, load_runtime().tz)
-    pulled = ingest(day, now)
-    return LoopSummary(business_date=day, as_of=now, ingest=pulled)
+    try:
+        with exclusive(f"daily-loop:{day.isoformat()}", current_flow_run_holder()):
+            pulled = ingest(day, now)
+            return LoopSummary(business_date=day, as_of=now, ingest=pulled)
+    except AlreadyRunning as busy:
+        return Cancelled(message=str(busy))

@@ -1,0 +1,104 @@
+"""The deployments of SPEC §9, in one list that both `minyi serve` and `deployments/prefect.yaml` are built from.
+
+Scheduled: the daily loop at 09:00, the sweep every hour 09:15–21:15 and the
+monthly assessment on the 1st (10:00, after the 09:00 loop has closed the
+month's last business date), all in the bureau's local time. Everything else is
+an operator deployment with no schedule, run from the UI's "Run" form.
+
+Each deployment names the Prefect flow it runs by the flow's *name*; the flow
+is found wherever it lives under `minyi.flows` (see entrypoints.py), so a stage
+added later is picked up without editing this package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+WORK_POOL = "minyi"
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    name: str
+    """Deployment name; the UI shows `<flow name>/<deployment name>`."""
+    flow_names: tuple[str, ...]
+    """Prefect flow names this deployment accepts, first preferred."""
+    cron: str | None = None
+    tags: tuple[str, ...] = ()
+    parameters: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def attr(self) -> str:
+        """The attribute of minyi.deployments.entrypoints that resolves to the flow."""
+        return self.name.replace("-", "_")
+
+    @property
+    def entrypoint(self) -> str:
+        return f"minyi.deployments.entrypoints:{self.attr}"
+
+
+SPECS: tuple[DeploymentSpec, ...] = (
+    # scheduled (SPEC §9)
+    DeploymentSpec("daily-loop", ("daily-loop",), cron="0 9 * * *", tags=("scheduled",)),
+    DeploymentSpec("sweep", ("sweep",), cron="15 9-21 * * *", tags=("scheduled",)),
+    DeploymentSpec("monthly-assessment", ("monthly-assessment", "assessment"), cron="0 10 1 * *", tags=("scheduled",)),
+    # operator flows: unscheduled, typed forms in the UI
+    DeploymentSpec("backfill", ("backfill",), tags=("operator",)),
+    DeploymentSpec("record-visit", ("record-visit",), tags=("operator",)),
+    DeploymentSpec("report-order", ("report-order",), tags=("operator",)),
+    DeploymentSpec("resend", ("resend",), tags=("operator",)),
+    # each stage of the loop alone (SPEC §1), e.g. quality with force=true to release a held gate (SPEC §8)
+    DeploymentSpec("ingest", ("ingest",), tags=("stage",)),
+    DeploymentSpec("quality", ("quality",), tags=("stage",)),
+    DeploymentSpec("followup", ("followup",), tags=("stage",)),
+    DeploymentSpec("supervise", ("supervise",), tags=("stage",)),
+    DeploymentSpec("report", ("report",), tags=("stage",)),
+)
+
+
+def spec(name: str) -> DeploymentSpec:
+    for s in SPECS:
+        if s.name == name:
+            return s
+    raise KeyError(name)
+
+
+def render_prefect_yaml(timezone: str = DEFAULT_TIMEZONE) -> str:
+    """deployments/prefect.yaml, as `prefect deploy --all` expects it (a test keeps the file equal to this)."""
+    import yaml
+
+    doc: dict[str, object] = {
+        "name": "minyi",
+        "prefect-version": "3.8.8",
+        "build": None,
+        "push": None,
+        # minyi is an installed package on every worker: nothing to pull, entrypoints are module paths
+        "pull": [],
+        "deployments": [
+            {
+                "name": s.name,
+                "entrypoint": s.entrypoint,
+                "tags": ["minyi", *s.tags],
+                "parameters": dict(s.parameters),
+                "schedules": [{"cron": s.cron, "timezone": timezone, "active": True}] if s.cron else [],
+                "work_pool": {"name": WORK_POOL, "work_queue_name": "default", "job_variables": {}},
+            }
+            for s in SPECS
+        ],
+    }
+    header = [
+        "# Generated from minyi/deployments/registry.py: edit the registry, then",
+        "#   .venv/bin/python -m minyi.deployments.registry > deployments/prefect.yaml",
+        "# Deploy (from the repo root, with PREFECT_API_URL set):",
+        f"#   prefect work-pool create {WORK_POOL} --type process   # once",
+        "#   prefect deploy --all --prefect-file deployments/prefect.yaml",
+        "# Descriptions and parameter forms come from each flow's docstring and signature.",
+        "# A flow not in this installation deploys as a placeholder that fails with one line",
+        "# (`minyi serve --check` lists them); it becomes real after an upgrade and a re-deploy.",
+    ]
+    return "\n".join(header) + "\n" + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120)
+
+
+if __name__ == "__main__":
+    print(render_prefect_yaml(), end="")
