@@ -90,13 +90,35 @@ def backfill(
     from minyi.tasks.days import date_range, parse_date, parse_instant
     from minyi.tasks.runtime import load_runtime
 
-    days = date_range(parse_date(start, "--start"), parse_date(end, "--end"))
+    first, last = parse_date(start, "--start"), parse_date(end, "--end")
+    date_range(first, last)  # an inverted range is refused before Prefect starts
     now = parse_instant(as_of) if as_of else None
     load_runtime()
-    from minyi.flows.daily_loop import daily_loop
+    from minyi.flows.backfill import backfill as backfill_flow
 
-    for day in days:
-        typer.echo(render_summary(daily_loop(business_date=day, as_of=now)))
+    for summary in backfill_flow(start=first, end=last, as_of=now).days:
+        typer.echo(render_summary(summary))
+
+
+@app.command("serve")
+def serve_cmd(
+    check: Annotated[bool, typer.Option("--check", help="List what would be served, then exit.")] = False,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="At most this many flow runs at once (default: no limit).")
+    ] = None,
+) -> None:
+    """Serve every deployment (schedules and operator flows) from this machine until interrupted."""
+    from minyi.deployments.serve import describe, plan, serve_all
+    from minyi.tasks.runtime import load_runtime
+
+    tz = load_runtime().config.timezone
+    served, pending = plan(tz)
+    for deployment in served:
+        typer.echo(f"serving  {describe(deployment)}")
+    for name in pending:
+        typer.echo(f"pending  {name}: its flow is not in this installation of minyi")
+    if not check:
+        serve_all(tz, limit)
 
 
 @app.command("demo")
@@ -156,6 +178,8 @@ def main() -> None:
     except typer.Abort:
         _fail("aborted", 130)
     except Exception as exc:
+        if type(exc).__name__ == "CancelledRun":  # e.g. the daily loop for that date is running elsewhere
+            _fail(str(exc).splitlines()[0] if str(exc) else "the flow run was cancelled", 4)
         # Usage errors (typer's vendored click) arrive here in non-standalone mode.
         if type(exc).__name__ in _USAGE_ERRORS and hasattr(exc, "format_message"):
             _fail(exc.format_message().replace("\n", " "), getattr(exc, "exit_code", 2))
