@@ -1,0 +1,113 @@
+"""Stage 4 of the daily loop (SPEC §5–6): open orders, compute their clocks, fire escalations.
+
+Three tasks, each one statement batch or one transaction, whatever the number
+of orders: the flow costs the same few task runs at a hundred orders or a
+million. Unit reports do not go through this flow: they arrive one at a time
+through `minyi order` or the `report-order` operator flow below.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel
+
+from minyi.tasks.days import now as wall_clock
+from minyi.tasks.days import resolve_day
+from minyi.tasks.escalation import run_escalations, warn_about_calendar
+from minyi.tasks.orders import apply_report, clock_calendar, open_orders, refresh_dues
+from minyi.tasks.runtime import load_runtime
+
+
+class SuperviseSummary(BaseModel):
+    """What one supervision pass did at `as_of`."""
+
+    as_of: datetime
+    opened: int
+    dues_computed: int
+    pending_calendar: int
+    escalations: dict[str, int]
+    calendar_warnings: int
+
+
+@task(name="open-orders", cache_policy=NO_CACHE)
+def open_orders_task(as_of: datetime) -> tuple[int, int, int, int]:
+    """Open orders for new dissatisfied answers, compute every missing due, warn about the calendar.
+
+    Returns (opened, dues computed, orders pending_calendar, calendar warnings enqueued).
+    """
+    rt = load_runtime()
+    cfg = rt.config
+    cal = clock_calendar(cfg)
+    with rt.engine.begin() as conn:
+        opened = open_orders(conn, as_of)
+    with rt.engine.begin() as conn:
+        computed, pending = refresh_dues(
+            conn, cal, cfg.clock.mode, cfg.clock.response_days, cfg.clock.completion_days, cfg.tz
+        )
+    with rt.engine.begin() as conn:
+        warned = warn_about_calendar(conn, cal, cfg, as_of, pending)
+    log = get_run_logger()
+    log.info("orders: %d opened, %d clocks computed, %d pending_calendar", opened, computed, pending)
+    if pending:
+        log.warning("%d order(s) pending_calendar: supply [clock] calendar_file; they escalate nothing", pending)
+    return opened, computed, pending, warned
+
+
+@task(name="escalate", cache_policy=NO_CACHE)
+def escalate_task(as_of: datetime) -> dict[str, int]:
+    """The escalation sweep: every level due at as_of, each at most once per order, posts enqueued with it."""
+    rt = load_runtime()
+    with rt.engine.begin() as conn:
+        fired = run_escalations(conn, rt.config, as_of)
+    get_run_logger().info("escalations fired: %s", ", ".join(f"{k} {v}" for k, v in fired.items()))
+    return fired
+
+
+@flow(name="supervise")
+def supervise(as_of: datetime | None = None) -> SuperviseSummary:
+    """Open supervision orders, run the 3-day and 5-day clocks, and escalate what ran out.
+
+    Args:
+        as_of: The instant "now" the clocks are read at, with its UTC offset. Empty = the real clock.
+    """
+    _, now = resolve_day(None, as_of, load_runtime().tz)
+    opened, computed, pending, warned = open_orders_task(now)
+    fired = escalate_task(now)
+    return SuperviseSummary(
+        as_of=now,
+        opened=opened,
+        dues_computed=computed,
+        pending_calendar=pending,
+        escalations=fired,
+        calendar_warnings=warned,
+    )
+
+
+@flow(name="report-order", flow_run_name="report-order-{ref}-{stage}")
+def report_order(
+    ref: str,
+    stage: Literal["responded", "rectified", "feedback"],
+    resolved: bool | None = None,
+    note: str | None = None,
+    at: datetime | None = None,
+) -> str:
+    """Record a unit's report on a supervision order (what `minyi order` does), from the Prefect UI.
+
+    Args:
+        ref: The order's record, as SOURCE:RECORD_ID (e.g. police110:110-20261121-000123).
+        stage: responded | rectified | feedback. A later stage fills missing earlier ones with its time.
+        resolved: Only with stage feedback, and required there: was the citizen's problem resolved?
+        note: Free text kept with the report.
+        at: When it happened, with its UTC offset. Empty = now.
+    """
+    rt = load_runtime()
+    recorded = wall_clock()
+    with rt.engine.begin() as conn:
+        outcome = apply_report(conn, ref, stage, resolved, at or recorded, note, recorded, rt.tz)
+    line = outcome.describe(rt.tz)
+    get_run_logger().info(line)
+    return line
