@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from minyi.flows.exclusive import AlreadyRunning, current_flow_run_holder, exclusive
 from minyi.flows.ingest import ingest
 from minyi.flows.naming import by_business_date
+from minyi.flows.supervise import SuperviseSummary, supervise
 from minyi.tasks.days import resolve_day
 from minyi.tasks.ingest import IngestSummary
 from minyi.tasks.runtime import load_runtime
@@ -20,6 +21,7 @@ class LoopSummary(BaseModel):
     business_date: date
     as_of: datetime
     ingest: IngestSummary
+    supervision: SuperviseSummary | None = None
 
 
 @flow(name="daily-loop", flow_run_name=by_business_date("daily-loop"))
@@ -37,6 +39,8 @@ def daily_loop(business_date: date | None = None, as_of: datetime | None = None)
     try:
         with exclusive(f"daily-loop:{day.isoformat()}", current_flow_run_holder()):
             pulled = ingest(day, now)
-            return LoopSummary(business_date=day, as_of=now, ingest=pulled)
+            # supervise comes after the follow-up stage: it opens orders from the answers that stage stored
+            supervision = supervise(now)
+            return LoopSummary(business_date=day, as_of=now, ingest=pulled, supervision=supervision)
     except AlreadyRunning as busy:
         return Cancelled(message=str(busy))
