@@ -82,6 +82,10 @@ class SlackConfig(_Strict):
     token_env: str = "MINYI_SLACK_TOKEN"
     center_channel: str = "C0CENTER"
     leadership_channel: str = "C0LEADERS"
+    # Not in SPEC §2's example; documented in docs/reports.md.
+    timeout_seconds: int = Field(15, ge=1)
+    max_retries: int = Field(3, ge=0, le=10)
+    backoff_seconds: float = Field(0.5, ge=0)
 
 
 class IngestConfig(_Strict):

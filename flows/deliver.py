@@ -1,0 +1,72 @@
+"""Delivery of the notifications outbox (SPEC §7), called by the report stage and the hourly sweep,
+and `resend`, the operator flow that posts chosen messages again on purpose."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel, Field
+
+from minyi.tasks.days import now as wall_clock
+from minyi.tasks.runtime import load_runtime
+from minyi.tasks.slack import DeliverySummary, deliver, make_poster, mark_for_resend, select_for_resend
+
+
+class Delivery(BaseModel):
+    """What a delivery pass did; `pending` is left for the next run (the sweep comes back hourly)."""
+
+    poster: str
+    sent: int
+    failed: int
+    waiting: int
+    pending: int
+    stuck: int
+    errors: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, s: DeliverySummary) -> Delivery:
+        return cls(**{k: getattr(s, k) for k in cls.model_fields})
+
+
+@task(name="deliver-outbox", cache_policy=NO_CACHE)
+def deliver_outbox(as_of: datetime) -> Delivery:
+    """Post every pending outbox row (Slack, or markdown files without a token); failures stay pending."""
+    rt = load_runtime()
+    summary = Delivery.of(deliver(rt.engine, make_poster(rt.config, rt.reports_dir), as_of))
+    log = get_run_logger()
+    log.info(
+        "outbox via %s: %d sent, %d failed, %d left pending",
+        summary.poster,
+        summary.sent,
+        summary.failed,
+        summary.pending,
+    )
+    for error in summary.errors[:10]:
+        log.warning("post failed (stays pending): %s", error)
+    if summary.stuck:
+        log.warning("%d post(s) have failed 5 times or more and are still pending", summary.stuck)
+    return summary
+
+
+@flow(name="resend", flow_run_name="resend")
+def resend(
+    keys: list[str] | None = None,
+    kind: str | None = None,
+    channel: str | None = None,
+    since: datetime | None = None,
+    as_of: datetime | None = None,
+) -> Delivery:
+    """Post chosen sent messages again on purpose (e.g. a channel was archived and recreated).
+
+    Choose by outbox `keys` (e.g. `rectification:2026-11-21`), by `kind` (e.g.
+    `assessment_summary`), by `channel` id, and/or messages enqueued `since` an
+    instant; with no choice at all the flow refuses rather than resend everything.
+    """
+    rt = load_runtime()
+    with rt.engine.begin() as conn:
+        chosen = select_for_resend(conn, keys or [], kind, channel, since)
+        mark_for_resend(conn, chosen)
+    get_run_logger().info("resending %d message(s): %s", len(chosen), ", ".join(chosen[:20]))
+    return deliver_outbox(as_of or wall_clock())
