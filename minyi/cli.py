@@ -121,6 +121,36 @@ def serve_cmd(
         serve_all(tz, limit)
 
 
+@app.command("order")
+def order_cmd(
+    record: Annotated[str, typer.Argument(metavar="SOURCE:RECORD_ID", help="The record the order was opened for.")],
+    stage: Annotated[str, typer.Option("--stage", help="responded | rectified | feedback (feedback closes).")],
+    resolved: Annotated[
+        bool | None,
+        typer.Option("--resolved/--unresolved", help="Required with --stage feedback: was the problem resolved?"),
+    ] = None,
+    note: Annotated[str | None, typer.Option("--note", help="Free text kept with the report.")] = None,
+    at: Annotated[
+        str | None, typer.Option("--at", help="When it happened, ISO 8601 with offset (default: now).")
+    ] = None,
+) -> None:
+    """Record a unit's report on a supervision order (a one-row action: answers at once, no flow run)."""
+    from minyi.tasks.days import now, parse_instant
+    from minyi.tasks.errors import InputError
+    from minyi.tasks.orders import STAGES, apply_report, parse_ref
+    from minyi.tasks.runtime import load_runtime
+
+    parse_ref(record)
+    if stage not in STAGES:
+        raise InputError(f"--stage {stage!r}: expected one of {', '.join(STAGES)}")
+    when = parse_instant(at, "--at") if at else None
+    rt = load_runtime()
+    recorded = now()
+    with rt.engine.begin() as conn:
+        outcome = apply_report(conn, record, stage, resolved, when or recorded, note, recorded, rt.tz)  # type: ignore[arg-type]
+    typer.echo(outcome.describe(rt.tz))
+
+
 @app.command("demo")
 def demo(
     date: DateOpt = None,
@@ -150,6 +180,17 @@ def render_ingest(summary: object) -> str:
     return "\n".join(lines)
 
 
+def render_supervision(summary: object) -> str:
+    from minyi.flows.supervise import SuperviseSummary
+
+    assert isinstance(summary, SuperviseSummary)
+    fired = ", ".join(f"{level} {n}" for level, n in summary.escalations.items())
+    line = f"  orders   opened {summary.opened}, clocks computed {summary.dues_computed}; escalations {fired}"
+    if summary.pending_calendar:
+        line += f"; {summary.pending_calendar} pending_calendar (supply [clock] calendar_file)"
+    return line
+
+
 def render_summary(summary: object) -> str:
     from minyi.flows.daily_loop import LoopSummary
 
@@ -159,6 +200,7 @@ def render_summary(summary: object) -> str:
             f"daily loop {summary.business_date} as of {summary.as_of.isoformat()}",
             render_ingest(summary.ingest),
         ]
+        + ([render_supervision(summary.supervision)] if summary.supervision else [])
     )
 
 
