@@ -121,6 +121,96 @@ def serve_cmd(
         serve_all(tz, limit)
 
 
+@app.command("followup")
+def followup_cmd(date: DateOpt = None, as_of: AsOfOpt = None) -> None:
+    """Plan and send the day's follow-up SMS, ingest replies, queue visits (stage 3 alone)."""
+    from minyi.tasks.days import parse_date, parse_instant
+    from minyi.tasks.runtime import load_runtime
+
+    day = parse_date(date) if date else None
+    now = parse_instant(as_of) if as_of else None
+    load_runtime()
+    from minyi.flows.followup import followup
+
+    typer.echo(render_followup(followup(business_date=day, as_of=now)))
+
+
+@app.command("sweep")
+def sweep_cmd(as_of: AsOfOpt = None) -> None:
+    """Hourly: ingest SMS replies, queue visits due, run supervision, flush the SMS outbox."""
+    from minyi.tasks.days import parse_instant
+    from minyi.tasks.runtime import load_runtime
+
+    now = parse_instant(as_of) if as_of else None
+    load_runtime()
+    from minyi.flows.sweep import sweep
+
+    typer.echo(render_sweep(sweep(as_of=now)))
+
+
+@app.command("visit")
+def visit_cmd(
+    record: Annotated[str, typer.Argument(metavar="SOURCE:RECORD_ID", help="The record visited.")],
+    outcome: Annotated[
+        str, typer.Option("--outcome", help="satisfied | basically_satisfied | dissatisfied | unreachable")
+    ],
+    note: Annotated[str | None, typer.Option("--note", help="Free text for the centre.")] = None,
+    at: Annotated[
+        str | None, typer.Option("--at", help="When the visit happened, ISO 8601 with offset (default: now).")
+    ] = None,
+) -> None:
+    """Record a manual visit's outcome (a one-row action: answers at once, no flow run)."""
+    from minyi.tasks.days import now, parse_instant
+    from minyi.tasks.runtime import load_runtime
+    from minyi.tasks.visits import check_outcome, parse_ref, record_visit
+
+    parse_ref(record)
+    check_outcome(outcome)
+    when = parse_instant(at, "--at") if at else None
+    rt = load_runtime()
+    done = record_visit(rt.engine, record, outcome, note, when, now())
+    verb = "recorded" if done.new else "already recorded"
+    line = (
+        f"visit {verb}: {done.source}:{done.record_id} {done.outcome} at {done.at.astimezone(rt.tz).isoformat()}; "
+        f"satisfaction {done.satisfaction or '-'}"
+    )
+    if done.orders_opened:
+        line += f"; {done.orders_opened} order(s) opened"
+    typer.echo(line)
+
+
+@app.command("visits")
+def visits_cmd(
+    all_: Annotated[bool, typer.Option("--all", help="Include visits that already have an outcome.")] = False,
+    unit: Annotated[str | None, typer.Option("--unit", help="Only this unit code.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many lines.")] = 500,
+) -> None:
+    """The manual-visit queue for call-centre staff, oldest first, with FULL phone numbers (they must dial)."""
+    from minyi.tasks.masking import mask_name
+    from minyi.tasks.runtime import load_runtime
+    from minyi.tasks.visits import list_visits
+
+    rt = load_runtime()
+    rows = list_visits(rt.engine, include_done=all_, unit=unit, limit=limit)
+    typer.echo(f"{len(rows)} visit(s) to make" if not all_ else f"{len(rows)} visit(s)")
+    for v in rows:
+        typer.echo(
+            "  ".join(
+                [
+                    v.ref,
+                    v.business_date.isoformat(),
+                    v.reason,
+                    v.queued_at.astimezone(rt.tz).strftime("%m-%d %H:%M"),
+                    v.phone or "-",
+                    mask_name(v.citizen_name) or "-",
+                    v.unit_name or v.unit_code,
+                    v.matter,
+                ]
+                + ([f"last outcome {v.visit_outcome}"] if v.visit_outcome else [])
+            )
+        )
+
+
 @app.command("order")
 def order_cmd(
     record: Annotated[str, typer.Argument(metavar="SOURCE:RECORD_ID", help="The record the order was opened for.")],
@@ -178,6 +268,62 @@ def render_ingest(summary: object) -> str:
     if summary.unknown_units:
         lines.append("  unknown units: " + ", ".join(f"{c} ({n})" for c, n in summary.unknown_units))
     return "\n".join(lines)
+
+
+def _render_sms(sms: object) -> str:
+    from minyi.tasks.sms import FlushSummary
+
+    assert isinstance(sms, FlushSummary)
+    if not sms.window_open:
+        line = f"  sms      outside the send window: {sms.queued} queued for the next run"
+    else:
+        line = (
+            f"  sms      sent {sms.sent} (duplicate {sms.duplicate})  rejected {sms.rejected}  "
+            f"still queued {sms.queued} (held {sms.held})"
+        )
+    if sms.opted_out or sms.stale:
+        line += f"  withdrawn: opted out {sms.opted_out}, stale {sms.stale}"
+    return line + (f"  error: {sms.error}" if sms.error else "")
+
+
+def _render_replies(r: object) -> str:
+    from minyi.tasks.replies import ReplySummary
+
+    assert isinstance(r, ReplySummary)
+    answers = ", ".join(f"{k} {v}" for k, v in sorted(r.answers.items())) or "none"
+    return (
+        f"  replies  new {r.new}  matched {r.matched}  unmatched {r.unmatched} (in store {r.unmatched_total})  "
+        f"opt-outs {r.opt_outs}  answers: {answers}" + (f"  error: {r.error}" if r.error else "")
+    )
+
+
+def render_followup(summary: object) -> str:
+    from minyi.flows.followup import FollowupSummary
+
+    assert isinstance(summary, FollowupSummary)
+    lines = [f"followup {summary.business_date}:"]
+    if summary.plan is not None:
+        p = summary.plan
+        skipped = ", ".join(f"{k} {v}" for k, v in sorted(p.skipped.items())) or "none"
+        lines.append(f"  plan     newly decided {p.planned}  sms {p.sms}  manual {p.manual}  skipped: {skipped}")
+    lines += [_render_sms(summary.sms), _render_replies(summary.replies)]
+    lines.append(f"  visits   newly queued for no reply {summary.visits_queued}")
+    return "\n".join(lines)
+
+
+def render_sweep(summary: object) -> str:
+    from minyi.flows.sweep import SweepSummary
+
+    assert isinstance(summary, SweepSummary)
+    return "\n".join(
+        [
+            f"sweep as of {summary.as_of.isoformat()}:",
+            _render_replies(summary.replies),
+            f"  visits   newly queued for no reply {summary.visits_queued}",
+            _render_sms(summary.sms),
+        ]
+        + ([render_supervision(summary.supervision)] if summary.supervision else [])
+    )
 
 
 def render_supervision(summary: object) -> str:

@@ -75,6 +75,11 @@ class SmsConfig(_Strict):
     token_env: str = "MINYI_SMS_TOKEN"
     batch_size: int = Field(500, ge=1, le=10_000)
     timeout_seconds: float = Field(30.0, gt=0)
+    # Not in SPEC §2's example; documented in docs/followups.md.
+    signature: str = Field("青岛公安", min_length=1, max_length=20)
+    max_attempts: int = Field(6, ge=1, le=20)
+    backoff_seconds: float = Field(0.5, ge=0)
+    max_backoff_seconds: float = Field(60.0, ge=0)
 
 
 class SlackConfig(_Strict):

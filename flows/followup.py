@@ -1,0 +1,191 @@
+"""Stage 3 of the daily loop: follow-ups (SPEC §4) — replies in, the day planned, SMS out, visits queued.
+
+Replies come first so that a TD received overnight already keeps its phone out
+of today's plan. Each step is one task over the whole set (never a task per
+record), so the stage costs a handful of task runs at any volume.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Literal
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel
+
+from minyi.flows.naming import by_business_date
+from minyi.tasks.answers import open_orders_if_available
+from minyi.tasks.days import parse_instant, resolve_day
+from minyi.tasks.eligibility import PlanSummary, plan_followups
+from minyi.tasks.outbox import Message, enqueue
+from minyi.tasks.replies import ReplySummary, ingest_replies
+from minyi.tasks.runtime import Runtime, load_runtime
+from minyi.tasks.sms import FlushSummary, GatewayClient, flush_outbox
+from minyi.tasks.visits import VisitRecorded, queue_due_visits, record_visit
+
+
+class FollowupSummary(BaseModel):
+    business_date: date | None
+    as_of: datetime
+    replies: ReplySummary
+    plan: PlanSummary | None
+    sms: FlushSummary
+    visits_queued: int
+    orders_opened: int | None = None
+
+
+@task(name="ingest-replies", cache_policy=NO_CACHE)
+def ingest_replies_task(as_of: datetime) -> ReplySummary:
+    """Every new reply from the gateway: stored, matched, opt-outs and answers applied."""
+    rt = load_runtime()
+    with GatewayClient.from_config(rt.config) as client:
+        summary = ingest_replies(rt.engine, client, as_of, page_size=rt.config.sms.batch_size)
+    log = get_run_logger()
+    log.info(
+        "replies: %d new (%d matched, %d unmatched; %d unmatched in store), %d opt-outs, answers %s",
+        summary.new,
+        summary.matched,
+        summary.unmatched,
+        summary.unmatched_total,
+        summary.opt_outs,
+        summary.answers,
+    )
+    if summary.error:
+        log.error("replies: %s", summary.error)
+    return summary
+
+
+@task(name="plan-followups", task_run_name="plan-followups-{business_date}", cache_policy=NO_CACHE)
+def plan_followups_task(business_date: date, as_of: datetime) -> PlanSummary:
+    """Decide every not-yet-planned record of the day (SPEC §4 eligibility, in order)."""
+    rt = load_runtime()
+    with rt.engine.begin() as conn:
+        summary = plan_followups(conn, business_date, as_of, rt.config)
+    get_run_logger().info(
+        "plan %s: %d newly decided; sms %d, manual %d, skipped %s",
+        business_date,
+        summary.planned,
+        summary.sms,
+        summary.manual,
+        summary.skipped,
+    )
+    return summary
+
+
+@task(name="send-sms", cache_policy=NO_CACHE)
+def send_sms_task(as_of: datetime) -> FlushSummary:
+    """Relay the SMS outbox to the gateway in batches, if as_of is inside the send window."""
+    rt = load_runtime()
+    log = get_run_logger()
+    with GatewayClient.from_config(rt.config) as client:
+        summary = flush_outbox(rt.engine, rt.config, client, as_of, log)
+    if not summary.window_open:
+        log.info("sms: %s is outside the send window; %d queued wait for the next run", as_of.isoformat(), summary.queued)
+    else:
+        log.info(
+            "sms: %d sent (%d answered duplicate), %d rejected in %d batches (%.0f msg/s); %d still queued (%d held)",
+            summary.sent,
+            summary.duplicate,
+            summary.rejected,
+            summary.batches,
+            summary.sent / max(summary.seconds, 1e-9),
+            summary.queued,
+            summary.held,
+        )
+    return summary
+
+
+@task(name="queue-visits", cache_policy=NO_CACHE)
+def queue_visits_task(as_of: datetime) -> int:
+    """SMS without any reply after manual_after_hours → manual visit; then let supervision see new answers."""
+    rt = load_runtime()
+    with rt.engine.begin() as conn:
+        queued = queue_due_visits(conn, as_of, rt.config.followup.manual_after_hours)
+    get_run_logger().info("visits: %d newly queued for no reply", queued)
+    return queued
+
+
+@task(name="open-orders", cache_policy=NO_CACHE)
+def open_orders_task(as_of: datetime) -> int | None:
+    """Open supervision orders for new dissatisfied answers, if the supervision stage is installed."""
+    rt = load_runtime()
+    with rt.engine.begin() as conn:
+        return open_orders_if_available(conn, as_of)
+
+
+def tell_centre_of_gateway_failure(rt: Runtime, as_of: datetime, *errors: str | None) -> None:
+    """One post per local day to the centre channel when the gateway failed past its retries."""
+    failures = [e for e in errors if e]
+    if not failures:
+        return
+    day = as_of.astimezone(rt.tz).date()
+    with rt.engine.begin() as conn:
+        enqueue(
+            conn,
+            [
+                Message(
+                    key=f"sms-gateway-failed:{day.isoformat()}",
+                    kind="sms_gateway_failed",
+                    channel=rt.config.slack.center_channel,
+                    text=f"⚠️ 短信网关异常：{failures[0]}。未发出的回访短信已保留，将在下次运行时发送。",
+                )
+            ],
+            as_of,
+        )
+
+
+@flow(name="followup", flow_run_name=by_business_date("followup"))
+def followup(business_date: date | None = None, as_of: datetime | None = None) -> FollowupSummary:
+    """Plan and send the day's follow-up SMS, ingest replies and queue manual visits (SPEC §4).
+
+    Args:
+        business_date: Local business date to plan. Empty = the day before as_of.
+        as_of: The instant "now" (send window, staleness, sent_at), with its UTC offset. Empty = the real clock.
+    """
+    rt = load_runtime()
+    day, now = resolve_day(business_date, as_of, rt.tz)
+    replies = ingest_replies_task(now)
+    plan = plan_followups_task(day, now)
+    sms = send_sms_task(now)
+    visits = queue_visits_task(now)
+    orders = open_orders_task(now)
+    tell_centre_of_gateway_failure(rt, now, replies.error, sms.error)
+    summary = FollowupSummary(
+        business_date=day, as_of=now, replies=replies, plan=plan, sms=sms, visits_queued=visits, orders_opened=orders
+    )
+    create_table_artifact(
+        key="followup-summary",
+        table=[
+            {"step": "plan", **plan.model_dump(mode="json", exclude={"skipped"}), **plan.skipped},
+            {"step": "sms", **sms.model_dump(mode="json")},
+            {"step": "replies", **replies.model_dump(mode="json", exclude={"answers"}), **replies.answers},
+        ],
+        description=f"Follow-ups {day}",
+    )
+    return summary
+
+
+VisitOutcome = Literal["satisfied", "basically_satisfied", "dissatisfied", "unreachable"]
+
+
+@flow(name="record-visit", flow_run_name="record-visit-{record}")
+def record_visit_flow(
+    record: str, outcome: VisitOutcome, note: str | None = None, at: datetime | None = None
+) -> VisitRecorded:
+    """Record a manual visit's outcome for one record (what `minyi visit` does).
+
+    Args:
+        record: The record as SOURCE:RECORD_ID, e.g. police110:110-20261121-000123.
+        outcome: What the citizen said on the visit (unreachable = could not be reached).
+        note: Free text for the centre, optional.
+        at: When the visit happened, with its UTC offset. Empty = now.
+    """
+    from minyi.tasks.days import now as real_now
+
+    rt = load_runtime()
+    when = parse_instant(at, "at") if isinstance(at, str) else at
+    result = record_visit(rt.engine, record, outcome, note, when, real_now())
+    get_run_logger().info("visit %s: %s (satisfaction now %s)", record, outcome, result.satisfaction)
+    return result

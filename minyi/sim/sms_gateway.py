@@ -1,0 +1,222 @@
+"""A local SMS gateway that speaks SPEC §4's contract on loopback, for `minyi demo` and the tests.
+
+It de-duplicates by message_id (a second send answers `duplicate` and is not
+delivered again), records every batch it received, rejects numbers it is told
+to, answers scripted faults (429/500, or a stall that holds the answer until
+released), and serves replies that a test or the demo injects.
+
+Run alone: `python -m minyi.sim.sms_gateway --port 8801`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import orjson
+
+from minyi.sim.http import LoopbackServer, QuietHandler
+
+
+@dataclass
+class GatewayFault:
+    """The next batch (or replies) request answers this instead; `retry_after` sets the header."""
+
+    status: int = 500
+    retry_after: str | None = None
+    delay: float = 0.0
+
+
+@dataclass(frozen=True)
+class Delivered:
+    message_id: str
+    to: str
+    text: str
+    at: float
+
+
+@dataclass
+class GatewayReply:
+    reply_id: str
+    sender: str
+    text: str
+    received_at: datetime
+    message_id: str | None
+
+
+@dataclass
+class GatewayState:
+    delivered: dict[str, Delivered] = field(default_factory=dict)
+    batches: list[list[str]] = field(default_factory=list)
+    answers: list[tuple[str, str]] = field(default_factory=list)  # (message_id, status) in answer order
+    replies: list[GatewayReply] = field(default_factory=list)
+    reply_requests: list[dict[str, str]] = field(default_factory=list)
+    faults: deque[GatewayFault] = field(default_factory=deque)
+    reject: set[str] = field(default_factory=set)
+
+
+class SmsGateway(LoopbackServer):
+    """POST /messages:batch and GET /replies, as SPEC §4 describes them."""
+
+    def __init__(self, port: int = 0, token: str | None = None) -> None:
+        super().__init__(_Handler, port)
+        self.token = token
+        self.state = GatewayState()
+        self.lock = threading.Lock()
+        # A stall: the next batch is delivered (recorded) but its answer waits until `release` is set.
+        self.stall_next = False
+        self.stalled = threading.Event()
+        self.release = threading.Event()
+
+    # --- what tests and the demo tell the gateway -------------------------------------------------
+    def fail(self, *faults: GatewayFault) -> None:
+        with self.lock:
+            self.state.faults.extend(faults)
+
+    def reject_numbers(self, *numbers: str) -> None:
+        with self.lock:
+            self.state.reject.update(numbers)
+
+    def stall_next_batch(self) -> None:
+        self.stall_next = True
+        self.stalled.clear()
+        self.release.clear()
+
+    def inject_reply(
+        self,
+        sender: str,
+        text: str,
+        received_at: datetime | None = None,
+        message_id: str | None = None,
+        reply_id: str | None = None,
+    ) -> str:
+        """Queue a citizen's reply; returns its reply_id."""
+        with self.lock:
+            rid = reply_id or f"r{len(self.state.replies) + 1:07d}"
+            self.state.replies.append(GatewayReply(rid, sender, text, received_at or datetime.now(UTC), message_id))
+            return rid
+
+    def reply_to(self, message_id: str, text: str, received_at: datetime, with_id: bool = True) -> str:
+        """The citizen who got `message_id` answers `text` (carrying the message_id unless with_id=False)."""
+        msg = self.state.delivered[message_id]
+        return self.inject_reply(msg.to, text, received_at, message_id if with_id else None)
+
+    # --- what tests read --------------------------------------------------------------------------
+    @property
+    def delivered(self) -> dict[str, Delivered]:
+        return self.state.delivered
+
+    def sends_of(self, message_id: str) -> int:
+        """How many batches carried this message (deliveries stay one: the gateway de-duplicates)."""
+        return sum(batch.count(message_id) for batch in self.state.batches)
+
+
+class _Handler(QuietHandler):
+    app: SmsGateway
+
+    def _authorised(self) -> bool:
+        if self.app.token and self.headers.get("Authorization") != f"Bearer {self.app.token}":
+            self.send_body(401, b'{"error":"unauthorized"}')
+            return False
+        return True
+
+    def _fault(self) -> bool:
+        with self.app.lock:
+            fault = self.app.state.faults.popleft() if self.app.state.faults else None
+        if fault is None:
+            return False
+        time.sleep(fault.delay)
+        headers = {"Retry_After": fault.retry_after} if fault.retry_after else {}
+        self.send_body(fault.status, b'{"error":"injected"}', **headers)
+        return True
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        if urlparse(self.path).path != "/messages:batch":
+            return self.send_body(404, b'{"error":"not found"}')
+        if not self._authorised() or self._fault():
+            return None
+        try:
+            messages = orjson.loads(body)["messages"]
+            assert isinstance(messages, list)
+        except Exception:
+            return self.send_body(400, b'{"error":"body must be {\\"messages\\": [...]}"}')
+        app = self.app
+        results: list[dict[str, Any]] = []
+        now = time.monotonic()
+        with app.lock:
+            app.state.batches.append([str(m.get("message_id")) for m in messages])
+            for m in messages:
+                mid, to, text = str(m.get("message_id") or ""), str(m.get("to") or ""), str(m.get("text") or "")
+                if not mid:
+                    results.append({"message_id": mid, "status": "rejected", "error": "missing message_id"})
+                elif mid in app.state.delivered:
+                    results.append({"message_id": mid, "status": "duplicate"})
+                elif to in app.state.reject or not (len(to) == 11 and to.isdigit() and to.startswith("1")):
+                    results.append({"message_id": mid, "status": "rejected", "error": "number not reachable"})
+                else:
+                    app.state.delivered[mid] = Delivered(mid, to, text, now)
+                    results.append({"message_id": mid, "status": "accepted"})
+            stall = app.stall_next
+            app.stall_next = False
+        if stall:
+            app.stalled.set()
+            app.release.wait(120)
+        with app.lock:
+            app.state.answers.extend((r["message_id"], r["status"]) for r in results)
+        self.send_body(200, orjson.dumps({"results": results}))
+
+    def do_GET(self) -> None:
+        parsed = urlparse(self.path)
+        if parsed.path != "/replies":
+            return self.send_body(404, b'{"error":"not found"}')
+        if not self._authorised() or self._fault():
+            return None
+        q = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        try:
+            start = int(q.get("since") or 0)
+            limit = int(q.get("limit") or 100)
+        except ValueError:
+            return self.send_body(400, b'{"error":"bad query"}')
+        with self.app.lock:
+            self.app.state.reply_requests.append(q)
+            page = self.app.state.replies[start : start + limit]
+        doc = {
+            "replies": [
+                {
+                    "reply_id": r.reply_id,
+                    "from": r.sender,
+                    "text": r.text,
+                    "received_at": r.received_at.isoformat(),
+                    "message_id": r.message_id,
+                }
+                for r in page
+            ],
+            "next_cursor": str(start + len(page)) if page else None,
+        }
+        self.send_body(200, orjson.dumps(doc))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="A local SMS gateway (SPEC §4 contract) on loopback.")
+    parser.add_argument("--port", type=int, default=8801)
+    parser.add_argument("--token", default=None)
+    args = parser.parse_args()
+    gw = SmsGateway(args.port, args.token).start()
+    print(f"sms gateway listening on {gw.url}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        gw.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,312 @@
+"""The SMS gateway (SPEC §4): an httpx client for its batch contract, and the outbox relay.
+
+Why an outbox: the follow-up row *is* the message (`sms_status = 'queued'`,
+written by planning in the same statement that decides eligibility). The relay
+only reads queued rows, sends them in batches with their deterministic
+`message_id`, and records the gateway's answer. A run killed after the gateway
+received a batch but before its answer was stored re-sends the same ids; the
+gateway answers `duplicate`, which counts as sent. So each message reaches the
+citizen once, whatever happens to the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import httpx
+import orjson
+from pydantic import BaseModel
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+
+from minyi.tasks.config import MinyiConfig, SmsConfig, secret_from_env
+from minyi.tasks.days import local_date
+from minyi.tasks.errors import MinyiError
+from minyi.tasks.masking import mask_text
+from minyi.tasks.retry import RETRYABLE_STATUS, Backoff, parse_retry_after
+from minyi.tasks.store import instant_param
+
+log = logging.getLogger("minyi.sms")
+SEND_STATUSES = frozenset({"accepted", "duplicate", "rejected"})
+
+
+class SmsGatewayError(MinyiError):
+    """The gateway failed past every retry, or broke its contract; queued messages wait for the next run."""
+
+
+@dataclass(frozen=True)
+class OutgoingSms:
+    message_id: str
+    to: str
+    text: str
+
+
+@dataclass(frozen=True)
+class SendResult:
+    message_id: str
+    status: str  # accepted | duplicate | rejected
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    reply_id: str
+    sender: str
+    text: str
+    received_at: datetime
+    message_id: str | None
+
+
+@dataclass(frozen=True)
+class ReplyPage:
+    replies: list[Reply]
+    next_cursor: str | None
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class GatewayClient:
+    """The two endpoints of the gateway, each call retried on 429/5xx/timeouts/connection errors."""
+
+    def __init__(
+        self,
+        cfg: SmsConfig,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rand: random.Random | None = None,
+    ) -> None:
+        self.batch_size = cfg.batch_size
+        self.backoff = Backoff(cfg.max_attempts, cfg.backoff_seconds, cfg.max_backoff_seconds)
+        self._sleep = sleep
+        self._rand = rand
+        headers = {"Accept": "application/json", "Content-Type": "application/json", "User-Agent": "minyi"}
+        token = secret_from_env(cfg.token_env)
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._client = httpx.Client(
+            base_url=cfg.url.rstrip("/"),
+            headers=headers,
+            timeout=httpx.Timeout(cfg.timeout_seconds, connect=min(10.0, cfg.timeout_seconds)),
+            transport=transport,
+        )
+
+    @classmethod
+    def from_config(cls, cfg: MinyiConfig) -> GatewayClient:
+        return cls(cfg.sms)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> GatewayClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def send_batch(self, messages: list[OutgoingSms]) -> list[SendResult]:
+        """POST one batch (≤ batch_size); the results of the messages the gateway answered for."""
+        body = orjson.dumps({"messages": [{"message_id": m.message_id, "to": m.to, "text": m.text} for m in messages]})
+        doc = self._call("POST", "/messages:batch", content=body)
+        results = doc.get("results") if isinstance(doc, dict) else None
+        if not isinstance(results, list):
+            raise SmsGatewayError("sms gateway: response is not {'results': [...]}")
+        out: list[SendResult] = []
+        for r in results:
+            if not isinstance(r, dict) or r.get("status") not in SEND_STATUSES or not r.get("message_id"):
+                raise SmsGatewayError(f"sms gateway: malformed result {str(r)[:200]!r}")
+            out.append(SendResult(str(r["message_id"]), r["status"], str(r["error"]) if r.get("error") else None))
+        return out
+
+    def fetch_replies(self, since: str | None, limit: int) -> ReplyPage:
+        """One page of replies after cursor `since`; next_cursor None means nothing new."""
+        params: dict[str, Any] = {"limit": limit}
+        if since:
+            params["since"] = since
+        doc = self._call("GET", "/replies", params=params)
+        if not isinstance(doc, dict) or not isinstance(doc.get("replies"), list):
+            raise SmsGatewayError("sms gateway: response is not {'replies': [...], 'next_cursor': ...}")
+        replies: list[Reply] = []
+        for r in doc["replies"]:
+            try:
+                received = datetime.fromisoformat(str(r["received_at"]))
+                if received.tzinfo is None:
+                    raise ValueError("no offset")
+                replies.append(
+                    Reply(
+                        reply_id=str(r["reply_id"]),
+                        sender=str(r.get("from") or ""),
+                        text=str(r.get("text") or ""),
+                        received_at=received,
+                        message_id=str(r["message_id"]) if r.get("message_id") else None,
+                    )
+                )
+            except (KeyError, TypeError, ValueError) as exc:
+                raise SmsGatewayError(f"sms gateway: malformed reply ({exc})") from None
+        nxt = doc.get("next_cursor")
+        return ReplyPage(replies, str(nxt) if nxt not in (None, "") else None)
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        for attempt in range(1, self.backoff.attempts + 1):
+            try:
+                return self._once(method, path, **kwargs)
+            except _Retryable as exc:
+                if attempt == self.backoff.attempts:
+                    raise SmsGatewayError(f"sms gateway {path}: gave up after {attempt} attempts: {exc}") from None
+                delay = self.backoff.delay(attempt, exc.retry_after, self._rand)
+                log.warning("sms gateway %s: %s; retry %d in %.2fs", path, exc, attempt, delay)
+                self._sleep(delay)
+        raise AssertionError("unreachable")
+
+    def _once(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            resp = self._client.request(method, path, **kwargs)
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            raise _Retryable(f"{type(exc).__name__}: {exc}") from None
+        if resp.status_code in RETRYABLE_STATUS:
+            raise _Retryable(f"HTTP {resp.status_code}", parse_retry_after(resp.headers.get("Retry-After")))
+        if resp.status_code != 200:
+            raise SmsGatewayError(f"sms gateway {path}: HTTP {resp.status_code} {resp.reason_phrase}")
+        try:
+            return orjson.loads(resp.content)
+        except orjson.JSONDecodeError:
+            raise _Retryable(f"invalid JSON body ({len(resp.content)} bytes)") from None
+
+
+def in_send_window(as_of: datetime, cfg: MinyiConfig) -> bool:
+    """SMS leave only inside [send_from, send_until) local time of as_of."""
+    local = as_of.astimezone(cfg.tz).time()
+    return cfg.followup.send_from <= local < cfg.followup.send_until
+
+
+class FlushSummary(BaseModel):
+    """What the relay did this run; `queued` is what still waits (held gates, outside the window, failures)."""
+
+    window_open: bool
+    sent: int = 0
+    duplicate: int = 0
+    rejected: int = 0
+    opted_out: int = 0
+    stale: int = 0
+    queued: int = 0
+    held: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+
+_HELD = (
+    "EXISTS (SELECT 1 FROM source_gates g WHERE g.source = f.source "
+    "AND g.business_date = f.business_date AND g.gate = 'held')"
+)
+
+
+def withdraw_unsendable(conn: Connection, as_of: datetime, cfg: MinyiConfig) -> tuple[int, int]:
+    """Queued messages that may no longer leave become skipped: the phone opted out, or the record went stale.
+
+    Why here and not only at planning: a message held by a quality gate, or waiting
+    for the window, may outlive the citizen's TD or max_age_days; SPEC §4 and §8
+    say such a phone/record never gets an SMS.
+    """
+    opted = conn.execute(
+        text(
+            "UPDATE followups SET plan = 'skipped', skip_reason = 'opted_out', sms_status = NULL "
+            "WHERE sms_status = 'queued' AND phone_norm IN (SELECT phone_norm FROM opt_outs)"
+        )
+    ).rowcount
+    oldest: date = local_date(as_of, cfg.tz) - timedelta(days=cfg.followup.max_age_days)
+    stale = conn.execute(
+        text(
+            "UPDATE followups SET plan = 'skipped', skip_reason = 'stale', sms_status = NULL "
+            "WHERE sms_status = 'queued' AND business_date < :oldest"
+        ),
+        {"oldest": oldest},
+    ).rowcount
+    return max(opted or 0, 0), max(stale or 0, 0)
+
+
+def _waiting(conn: Connection) -> tuple[int, int]:
+    queued = conn.execute(text("SELECT COUNT(*) FROM followups WHERE sms_status = 'queued'")).scalar_one()
+    held = conn.execute(text(f"SELECT COUNT(*) FROM followups f WHERE f.sms_status = 'queued' AND {_HELD}")).scalar_one()
+    return queued, held
+
+
+def flush_outbox(
+    engine: Engine, cfg: MinyiConfig, client: GatewayClient, as_of: datetime, log: Any = log
+) -> FlushSummary:
+    """Send every queued, releasable message in batches, if as_of is inside the send window.
+
+    Each batch's answers are stored in their own transaction, with `sent_at` = as_of
+    (the run's instant, never the wall clock). A gateway failure stops the relay;
+    what is still queued leaves with the next run.
+    """
+    started = time.perf_counter()
+    window = in_send_window(as_of, cfg)
+    summary = FlushSummary(window_open=window)
+    with engine.begin() as conn:
+        summary.opted_out, summary.stale = withdraw_unsendable(conn, as_of, cfg)
+    if window:
+        now = instant_param(engine.dialect.name, as_of)
+        last_id = 0
+        try:
+            while True:
+                with engine.connect() as conn:
+                    rows = conn.execute(
+                        text(
+                            "SELECT f.id, f.message_id, f.phone_norm, f.sms_text FROM followups f "
+                            f"WHERE f.sms_status = 'queued' AND f.id > :last AND NOT {_HELD} "
+                            "ORDER BY f.id LIMIT :n"
+                        ),
+                        {"last": last_id, "n": client.batch_size},
+                    ).all()
+                if not rows:
+                    break
+                last_id = rows[-1].id
+                ids = {r.message_id: r.id for r in rows}
+                results = client.send_batch([OutgoingSms(r.message_id, r.phone_norm, r.sms_text) for r in rows])
+                summary.batches += 1
+                updates = []
+                for res in results:
+                    fid = ids.get(res.message_id)
+                    if fid is None:
+                        continue  # an answer for a message we did not send in this batch: ignore it
+                    status = "rejected" if res.status == "rejected" else "sent"
+                    summary.rejected += status == "rejected"
+                    summary.duplicate += res.status == "duplicate"
+                    summary.sent += status == "sent"
+                    updates.append(
+                        {
+                            "id": fid,
+                            "st": status,
+                            "at": now if status == "sent" else None,
+                            "err": mask_text(res.error or "rejected")[:500] if status == "rejected" else None,
+                        }
+                    )
+                if len(updates) < len(rows):
+                    log.warning("sms gateway answered %d of %d messages; the rest stay queued", len(updates), len(rows))
+                if updates:
+                    with engine.begin() as conn:
+                        conn.execute(
+                            text(
+                                "UPDATE followups SET sms_status = :st, sent_at = :at, gateway_error = :err "
+                                "WHERE id = :id AND sms_status = 'queued'"
+                            ),
+                            updates,
+                        )
+        except SmsGatewayError as exc:
+            summary.error = mask_text(str(exc))
+            log.error("sms relay stopped: %s", summary.error)
+    with engine.connect() as conn:
+        summary.queued, summary.held = _waiting(conn)
+    summary.seconds = round(time.perf_counter() - started, 3)
+    return summary
