@@ -356,3 +356,31 @@ def test_working_due_is_never_earlier_than_natural_due(opened, days):
         assert natural > opened
         assert natural.astimezone(SHANGHAI).time().isoformat() == "00:00:00"
         assert (natural.astimezone(SHANGHAI).date() - opened.astimezone(SHANGHAI).date()).days >= days + 1
+
+
+# --- added for issue #4's acceptance list: both modes for the midnight cases and the on-time property ---
+
+
+def test_natural_mode_opened_at_2359_the_start_day_is_that_day():
+    # start Thu 11-19; 11-19 + 3 = Sun 11-22, a rest day -> Mon 11-23
+    assert response_due(at("2026-11-19 23:59"), 3, CN_2026, "natural") == at("2026-11-24 00:00")
+
+
+def test_natural_mode_opened_at_0000_the_start_day_is_the_new_day():
+    # start Fri 11-20; 11-20 + 3 = Mon 11-23, a working day
+    assert response_due(at("2026-11-20 00:00"), 3, CN_2026, "natural") == at("2026-11-24 00:00")
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(
+    opened=_OPEN_INSTANTS,
+    answered=_OPEN_INSTANTS,
+    days=st.integers(min_value=1, max_value=10),
+    mode=st.sampled_from(CLOCK_MODES),
+)
+def test_on_time_is_exactly_answered_strictly_before_due_in_both_modes(opened, answered, days, mode):
+    due = due_instant(opened, days, CN_2026, mode, SHANGHAI)
+    assert is_on_time(answered, due) == (due is not None and answered < due)
+    if due is not None:
+        assert is_on_time(due - timedelta(microseconds=1), due)
+        assert not is_on_time(due, due)
