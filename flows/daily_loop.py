@@ -9,6 +9,7 @@ from prefect.states import Cancelled
 from pydantic import BaseModel
 
 from minyi.flows.exclusive import AlreadyRunning, current_flow_run_holder, exclusive
+from minyi.flows.followup import FollowupSummary, followup
 from minyi.flows.ingest import ingest
 from minyi.flows.naming import by_business_date
 from minyi.flows.supervise import SuperviseSummary, supervise
@@ -21,6 +22,7 @@ class LoopSummary(BaseModel):
     business_date: date
     as_of: datetime
     ingest: IngestSummary
+    followup: FollowupSummary | None = None
     supervision: SuperviseSummary | None = None
 
 
@@ -39,8 +41,12 @@ def daily_loop(business_date: date | None = None, as_of: datetime | None = None)
     try:
         with exclusive(f"daily-loop:{day.isoformat()}", current_flow_run_holder()):
             pulled = ingest(day, now)
+            # (quality goes here, between ingest and follow-up: its gates hold a source's SMS)
+            followed = followup(day, now)
             # supervise comes after the follow-up stage: it opens orders from the answers that stage stored
             supervision = supervise(now)
-            return LoopSummary(business_date=day, as_of=now, ingest=pulled, supervision=supervision)
+            return LoopSummary(
+                business_date=day, as_of=now, ingest=pulled, followup=followed, supervision=supervision
+            )
     except AlreadyRunning as busy:
         return Cancelled(message=str(busy))

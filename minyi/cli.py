@@ -346,6 +346,7 @@ def render_summary(summary: object) -> str:
             f"daily loop {summary.business_date} as of {summary.as_of.isoformat()}",
             render_ingest(summary.ingest),
         ]
+        + ([render_followup(summary.followup)] if summary.followup else [])
         + ([render_supervision(summary.supervision)] if summary.supervision else [])
     )
 

@@ -1,0 +1,68 @@
+"""The follow-up stage and the sweep as flows: a day sent at 09:00, and a relay killed mid-send (SPEC §4)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from minyi.sim.sms_gateway import SmsGateway
+from tests.support import Env, at, make_record
+from tests.test_followups import DAY, add_records, configure, plan, rid
+
+
+@pytest.fixture
+def gateway() -> Iterator[SmsGateway]:
+    gw = SmsGateway().start()
+    yield gw
+    gw.release.set()
+    gw.stop()
+
+
+def test_the_followup_stage_reads_overnight_opt_outs_before_planning_and_sends_the_rest(
+    env: Env, gateway: SmsGateway, prefect_harness: None
+) -> None:
+    from minyi.flows.followup import followup
+
+    rt = configure(env, gateway)
+    add_records(rt, [make_record(i, DAY) for i in range(5)])
+    gateway.inject_reply(make_record(0, DAY)["phone"], "ＴＤ", at("2026-11-22 07:00"))
+    summary = followup(business_date=DAY, as_of=at("2026-11-22 09:05"))
+    assert summary.replies.opt_outs == 1
+    assert summary.plan.skipped == {"opted_out": 1}
+    assert (summary.sms.sent, summary.sms.queued) == (4, 0)
+    assert make_record(0, DAY)["phone"] not in {d.to for d in gateway.delivered.values()}
+
+
+def test_a_sweep_killed_while_the_gateway_holds_its_answer_then_re_run_delivers_each_message_once(
+    env: Env, gateway: SmsGateway, prefect_harness: None
+) -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    rt = configure(env, gateway, timeout_seconds=60)
+    add_records(rt, [make_record(i, DAY) for i in range(120)])
+    plan(rt, as_of=at("2026-11-22 08:00"))  # before the window: everything stays queued
+    cli_env = {**env.cli_env(), "PREFECT_API_URL": PREFECT_API_URL.value() or ""}
+    cmd = [sys.executable, "-m", "minyi.cli", "sweep", "--as-of", "2026-11-22T09:15:00+08:00"]
+
+    gateway.stall_next_batch()
+    proc = subprocess.Popen(cmd, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert gateway.stalled.wait(120), "the sweep never sent its first batch"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    first_batch = gateway.state.batches[0]
+    assert len(gateway.delivered) == len(first_batch) == 50  # the gateway has them ...
+    assert env.scalar("SELECT COUNT(*) FROM followups WHERE sms_status = 'sent'") == 0  # ... the store never heard
+    gateway.release.set()
+
+    done = subprocess.run(cmd, env=cli_env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "sent 120 (duplicate 50)" in done.stdout
+    assert sorted(gateway.delivered) == sorted(f"minyi:police110:{rid(i)}" for i in range(120))
+    assert all(gateway.sends_of(m) == 2 for m in first_batch)
+    assert {s for m, s in gateway.state.answers if m in first_batch} >= {"duplicate"}
+    assert env.scalar("SELECT COUNT(*) FROM followups WHERE sms_status = 'sent'") == 120
