@@ -82,7 +82,9 @@ def send_sms_task(as_of: datetime) -> FlushSummary:
     with GatewayClient.from_config(rt.config) as client:
         summary = flush_outbox(rt.engine, rt.config, client, as_of, log)
     if not summary.window_open:
-        log.info("sms: %s is outside the send window; %d queued wait for the next run", as_of.isoformat(), summary.queued)
+        log.info(
+            "sms: %s is outside the send window; %d queued wait for the next run", as_of.isoformat(), summary.queued
+        )
     else:
         log.info(
             "sms: %d sent (%d answered duplicate), %d rejected in %d batches (%.0f msg/s); %d still queued (%d held)",

@@ -192,7 +192,8 @@ def visits_cmd(
 
     rt = load_runtime()
     rows = list_visits(rt.engine, include_done=all_, unit=unit, limit=limit)
-    typer.echo(f"{len(rows)} visit(s) to make" if not all_ else f"{len(rows)} visit(s)")
+    shown = f" (first {limit})" if len(rows) == limit else ""
+    typer.echo((f"{len(rows)} visit(s) to make" if not all_ else f"{len(rows)} visit(s)") + shown + ", oldest first")
     for v in rows:
         typer.echo(
             "  ".join(

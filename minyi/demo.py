@@ -8,12 +8,15 @@ otherwise, and leaves Slack disabled so every post lands as a file.
 from __future__ import annotations
 
 import os
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 import typer
+from sqlalchemy import text as sql_text
+from sqlalchemy.engine import Engine
 
 from minyi.sim.city import SOURCES, CityConfig, unit_rows
+from minyi.sim.sms_gateway import SmsGateway
 from minyi.sim.source_server import CityFeed, SourceServer
 from minyi.tasks.config import Settings, parse_config
 from minyi.tasks.days import local_date, now, parse_date, parse_instant
@@ -57,9 +60,9 @@ def run_demo(date_arg: str | None, as_of_arg: str | None, records: int) -> None:
     home.mkdir(parents=True, exist_ok=True)
 
     feed = CityFeed(CityConfig(records_per_day=records))
-    with SourceServer(feed) as source_server:
+    with SourceServer(feed) as source_server, SmsGateway() as sms_gateway:
         cfg_path = home / "minyi.toml"
-        text = demo_config_text(source_server.url, "http://127.0.0.1:8801")
+        text = demo_config_text(source_server.url, sms_gateway.url)
         parse_config(text, str(cfg_path))  # the demo must itself be a valid config
         cfg_path.write_text(text, encoding="utf-8")
         os.environ["MINYI_CONFIG"] = str(cfg_path)
@@ -73,6 +76,7 @@ def run_demo(date_arg: str | None, as_of_arg: str | None, records: int) -> None:
         typer.echo(f"  config   {cfg_path}")
         typer.echo(f"  store    {rt.engine.url.render_as_string(hide_password=True)}")
         typer.echo(f"  sources  {source_server.url} ({len(SOURCES)} sources)")
+        typer.echo(f"  sms      {sms_gateway.url} (local gateway)")
 
         from minyi.cli import render_summary
         from minyi.flows.daily_loop import daily_loop
@@ -80,3 +84,38 @@ def run_demo(date_arg: str | None, as_of_arg: str | None, records: int) -> None:
         summary = daily_loop(business_date=day, as_of=as_of)
         typer.echo(render_summary(summary))
         typer.echo(f"  reports  {Path(settings.reports_dir).resolve() / day.isoformat()}")
+
+        # Citizens answer during the morning; the noon sweep reads them, queues visits and opens orders.
+        answered = citizens_reply(rt.engine, sms_gateway, day, as_of)
+        from minyi.cli import render_sweep
+        from minyi.flows.sweep import sweep
+
+        typer.echo(f"minyi demo: {answered} citizens replied; sweep at {(as_of + timedelta(hours=3)).isoformat()}")
+        typer.echo(render_sweep(sweep(as_of=as_of + timedelta(hours=3))))
+        typer.echo("  visits   `minyi visits` lists the call centre's queue (MINYI_CONFIG=" + str(cfg_path) + ")")
+
+
+# A plausible spread of answers, by the message's position: most satisfied, some not, a few odd.
+_DEMO_ANSWERS = ("1", "1", "满意", "１", "2", "基本满意", "3", "不满意", " 2 ", "TD", "收到谢谢", None, None)
+
+
+def citizens_reply(engine: Engine, gateway: SmsGateway, day: date, as_of: datetime) -> int:
+    """Inject replies to the day's sent SMS at the local gateway (reply ids are stable, so a re-run adds none)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sql_text(
+                "SELECT message_id, phone_norm FROM followups WHERE business_date = :d AND sms_status = 'sent' "
+                "ORDER BY id"
+            ),
+            {"d": day},
+        ).all()
+    answered = 0
+    for i, (message_id, phone) in enumerate(rows):
+        answer = _DEMO_ANSWERS[i % len(_DEMO_ANSWERS)]
+        if answer is None:
+            continue
+        received = as_of + timedelta(minutes=5 + i % 115)
+        # Every third citizen's phone drops the message id: matched by phone within 7 days instead.
+        gateway.inject_reply(phone, answer, received, message_id if i % 3 else None, reply_id=f"demo:{message_id}")
+        answered += 1
+    return answered

@@ -142,10 +142,7 @@ def plan_followups(conn: Connection, business_date: date, as_of: datetime, cfg: 
 def day_plan(conn: Connection, business_date: date, planned: int = 0) -> PlanSummary:
     """The day's follow-ups by plan and skip reason."""
     rows = conn.execute(
-        text(
-            "SELECT plan, skip_reason, COUNT(*) FROM followups WHERE business_date = :day "
-            "GROUP BY plan, skip_reason"
-        ),
+        text("SELECT plan, skip_reason, COUNT(*) FROM followups WHERE business_date = :day GROUP BY plan, skip_reason"),
         {"day": business_date},
     ).all()
     by_plan = {"sms": 0, "manual": 0}

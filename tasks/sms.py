@@ -237,7 +237,9 @@ def withdraw_unsendable(conn: Connection, as_of: datetime, cfg: MinyiConfig) -> 
 
 def _waiting(conn: Connection) -> tuple[int, int]:
     queued = conn.execute(text("SELECT COUNT(*) FROM followups WHERE sms_status = 'queued'")).scalar_one()
-    held = conn.execute(text(f"SELECT COUNT(*) FROM followups f WHERE f.sms_status = 'queued' AND {_HELD}")).scalar_one()
+    held = conn.execute(
+        text(f"SELECT COUNT(*) FROM followups f WHERE f.sms_status = 'queued' AND {_HELD}")
+    ).scalar_one()
     return queued, held
 
 

@@ -146,7 +146,9 @@ def _day(value: Any) -> date:
     return date.fromisoformat(value) if isinstance(value, str) else value
 
 
-def list_visits(engine: Engine, include_done: bool = False, unit: str | None = None, limit: int = 500) -> list[QueuedVisit]:
+def list_visits(
+    engine: Engine, include_done: bool = False, unit: str | None = None, limit: int = 500
+) -> list[QueuedVisit]:
     """Visits still to make, oldest first: no outcome yet, or only `unreachable` (try again)."""
     where = ["f.manual_reason IS NOT NULL"]
     if not include_done:

@@ -153,7 +153,9 @@ def test_the_sms_names_the_unit_and_the_matter() -> None:
 # --- eligibility, each rule and its reason --------------------------------------------------------
 
 
-def test_a_confidential_record_is_skipped_as_confidential_even_with_a_good_mobile(env: Env, gateway: SmsGateway) -> None:
+def test_a_confidential_record_is_skipped_as_confidential_even_with_a_good_mobile(
+    env: Env, gateway: SmsGateway
+) -> None:
     rt = configure(env, gateway)
     add_records(rt, [make_record(1, DAY, confidential=True, phone="0532 8888 6666"), make_record(2, DAY)])
     plan(rt)
@@ -318,9 +320,7 @@ def test_429_and_500_are_retried_and_the_batch_then_goes_through(env: Env, gatew
     assert len(gateway.delivered) == 10
 
 
-def test_a_gateway_down_past_every_retry_leaves_messages_queued_for_the_next_run(
-    env: Env, gateway: SmsGateway
-) -> None:
+def test_a_gateway_down_past_every_retry_leaves_messages_queued_for_the_next_run(env: Env, gateway: SmsGateway) -> None:
     rt = configure(env, gateway)
     add_records(rt, [make_record(i, DAY) for i in range(10)])
     plan(rt)
@@ -436,7 +436,7 @@ def test_replies_are_ingested_once_from_the_cursor(env: Env, gateway: SmsGateway
     first = replies(rt, at("2026-11-22 13:00"))
     second = replies(rt, at("2026-11-22 14:00"))
     assert (first.new, first.pages, second.new) == (8, 3, 0)
-    assert gateway.state.reply_requests[-1]["since"] == "8"
+    assert gateway.state.reply_requests[-1]["since"] == f"{gateway.epoch}:8"
     assert env.scalar("SELECT COUNT(*) FROM answers") == 8
 
 

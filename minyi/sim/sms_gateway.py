@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import threading
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -67,6 +68,9 @@ class SmsGateway(LoopbackServer):
     def __init__(self, port: int = 0, token: str | None = None) -> None:
         super().__init__(_Handler, port)
         self.token = token
+        # Cursors carry this instance's epoch: a cursor from an earlier gateway process (the demo's store
+        # outlives it) starts from the beginning instead of skipping the new process's replies.
+        self.epoch = uuid.uuid4().hex[:8]
         self.state = GatewayState()
         self.lock = threading.Lock()
         # A stall: the next batch is delivered (recorded) but its answer waits until `release` is set.
@@ -180,8 +184,9 @@ class _Handler(QuietHandler):
         if not self._authorised() or self._fault():
             return None
         q = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
+        epoch, _, position = (q.get("since") or "").rpartition(":")
         try:
-            start = int(q.get("since") or 0)
+            start = int(position) if position and epoch == self.app.epoch else 0
             limit = int(q.get("limit") or 100)
         except ValueError:
             return self.send_body(400, b'{"error":"bad query"}')
@@ -199,7 +204,7 @@ class _Handler(QuietHandler):
                 }
                 for r in page
             ],
-            "next_cursor": str(start + len(page)) if page else None,
+            "next_cursor": f"{self.app.epoch}:{start + len(page)}" if page else None,
         }
         self.send_body(200, orjson.dumps(doc))
 
