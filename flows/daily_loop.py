@@ -12,9 +12,11 @@ from minyi.flows.exclusive import AlreadyRunning, current_flow_run_holder, exclu
 from minyi.flows.followup import FollowupSummary, followup
 from minyi.flows.ingest import ingest
 from minyi.flows.naming import by_business_date
+from minyi.flows.quality import quality
 from minyi.flows.supervise import SuperviseSummary, supervise
 from minyi.tasks.days import resolve_day
 from minyi.tasks.ingest import IngestSummary
+from minyi.tasks.quality import QualitySummary
 from minyi.tasks.runtime import load_runtime
 
 
@@ -22,6 +24,7 @@ class LoopSummary(BaseModel):
     business_date: date
     as_of: datetime
     ingest: IngestSummary
+    quality: QualitySummary | None = None
     followup: FollowupSummary | None = None
     supervision: SuperviseSummary | None = None
 
@@ -41,12 +44,17 @@ def daily_loop(business_date: date | None = None, as_of: datetime | None = None)
     try:
         with exclusive(f"daily-loop:{day.isoformat()}", current_flow_run_holder()):
             pulled = ingest(day, now)
-            # (quality goes here, between ingest and follow-up: its gates hold a source's SMS)
+            checked = quality(day, now)  # before follow-up: a held gate keeps that source's SMS queued
             followed = followup(day, now)
             # supervise comes after the follow-up stage: it opens orders from the answers that stage stored
             supervision = supervise(now)
             return LoopSummary(
-                business_date=day, as_of=now, ingest=pulled, followup=followed, supervision=supervision
+                business_date=day,
+                as_of=now,
+                ingest=pulled,
+                quality=checked,
+                followup=followed,
+                supervision=supervision,
             )
     except AlreadyRunning as busy:
         return Cancelled(message=str(busy))

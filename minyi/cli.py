@@ -121,6 +121,26 @@ def serve_cmd(
         serve_all(tz, limit)
 
 
+@app.command("quality")
+def quality_cmd(
+    date: DateOpt = None,
+    as_of: AsOfOpt = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Release every held gate of the date (lets its SMS go).")
+    ] = False,
+) -> None:
+    """Validate a business date's records and the store, and set the gates (stage 2 alone)."""
+    from minyi.tasks.days import parse_date, parse_instant
+    from minyi.tasks.runtime import load_runtime
+
+    day = parse_date(date) if date else None
+    now = parse_instant(as_of) if as_of else None
+    load_runtime()
+    from minyi.flows.quality import quality
+
+    typer.echo(render_quality(quality(business_date=day, as_of=now, force=force)))
+
+
 @app.command("followup")
 def followup_cmd(date: DateOpt = None, as_of: AsOfOpt = None) -> None:
     """Plan and send the day's follow-up SMS, ingest replies, queue visits (stage 3 alone)."""
@@ -298,6 +318,25 @@ def _render_replies(r: object) -> str:
     )
 
 
+def render_quality(summary: object) -> str:
+    from minyi.tasks.quality import QualitySummary
+
+    assert isinstance(summary, QualitySummary)
+    lines = [f"quality {summary.business_date}:"]
+    for s in summary.sources:
+        failed = ", ".join(o.name for o in s.expectations if o.success is False) or "none"
+        lines.append(
+            f"  {s.source:<20} gate {s.gate:<10} records {s.accepted:>7}  quarantined {s.quarantined:>5}  "
+            f"failed: {failed}"
+        )
+    for o in summary.store.expectations:
+        state = "n/a" if o.success is None else ("ok" if o.success else f"BROKEN by {o.unexpected}")
+        lines.append(f"  store    {o.name}: {state}" + (f" ({', '.join(o.sample[:5])})" if o.sample else ""))
+    if summary.report_dir:
+        lines.append(f"  report   {summary.report_dir}/quality.json")
+    return "\n".join(lines)
+
+
 def render_followup(summary: object) -> str:
     from minyi.flows.followup import FollowupSummary
 
@@ -347,6 +386,7 @@ def render_summary(summary: object) -> str:
             f"daily loop {summary.business_date} as of {summary.as_of.isoformat()}",
             render_ingest(summary.ingest),
         ]
+        + ([render_quality(summary.quality)] if summary.quality else [])
         + ([render_followup(summary.followup)] if summary.followup else [])
         + ([render_supervision(summary.supervision)] if summary.supervision else [])
     )
