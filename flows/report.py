@@ -1,0 +1,194 @@
+"""Stage 5 of the daily loop (SPEC §7): reports to files and duty channels; and the monthly assessment.
+
+Three task runs whatever the size of the store: build (metrics, listing, files,
+chart), enqueue (the summaries into the outbox, in one transaction), deliver.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel
+
+from minyi.flows.deliver import Delivery, deliver_outbox
+from minyi.flows.naming import by_business_date
+from minyi.tasks.days import local_date, resolve_day
+from minyi.tasks.days import now as wall_clock
+from minyi.tasks.kpis import compute_assessment
+from minyi.tasks.outbox import enqueue
+from minyi.tasks.reports import (
+    STATE_NAMES,
+    assessment_messages,
+    files_in,
+    fmt_rate,
+    rectification,
+    rectification_messages,
+    report_paths,
+    unit_directory,
+    write_reports,
+)
+from minyi.tasks.runtime import load_runtime
+
+
+class ReportSummary(BaseModel):
+    business_date: date
+    as_of: datetime
+    directory: str
+    units: int
+    units_missing_targets: int
+    orders_listed: int
+    overdue: int
+    messages_enqueued: int
+    delivery: Delivery | None = None
+
+
+@task(name="build-reports", task_run_name="build-reports-{business_date}", cache_policy=NO_CACHE)
+def build_reports(business_date: date, as_of: datetime, directory_name: str | None = None) -> tuple[dict, dict, str]:
+    """Compute the assessment and the rectification listing, write the files; returns both and the directory."""
+    rt = load_runtime()
+    with rt.engine.connect() as conn:
+        assessment = compute_assessment(conn, business_date, as_of, rt.tz, rt.config.targets)
+        rect = rectification(conn, business_date, as_of, rt.tz)
+    files = files_in(rt.reports_dir / directory_name) if directory_name else report_paths(rt.reports_dir, business_date)
+    names, _ = unit_directory(rt.config)
+    write_reports(files, assessment, rect, names)
+    get_run_logger().info("reports written to %s", files.directory)
+    return assessment, rect, str(files.directory)
+
+
+@task(name="enqueue-summaries", cache_policy=NO_CACHE)
+def enqueue_summaries(assessment: dict, rect: dict | None, chart: str, as_of: datetime, monthly: bool = False) -> int:
+    """The rectification and assessment summaries into the outbox (their keys make a re-run add nothing)."""
+    from pathlib import Path
+
+    rt = load_runtime()
+    cfg = rt.config
+    names, channels = unit_directory(cfg)
+    messages = []
+    if rect is not None:
+        messages += rectification_messages(rect, cfg, names, channels)
+    if monthly:
+        month = assessment["period"]["start"][:7]
+        key, title = f"assessment-month:{month}", f"民意110 月度考核 {month}"
+        targets = [cfg.slack.center_channel, cfg.slack.leadership_channel]
+    else:
+        key, title = (
+            f"assessment:{assessment['business_date']}",
+            f"民意110 考核（月度累计）{assessment['business_date']}",
+        )
+        targets = [cfg.slack.center_channel]
+    messages += assessment_messages(assessment, targets, Path(chart), names, key, title)
+    with rt.engine.begin() as conn:
+        return enqueue(conn, messages, as_of)
+
+
+def publish_artifacts(assessment: dict, rect: dict | None) -> None:
+    """The assessment table and the rectification summary, on the flow run's page in the Prefect UI."""
+    day = assessment["business_date"]
+    create_table_artifact(
+        key="assessment",
+        table=[
+            {
+                "rank": u["rank"],
+                "unit_code": u["unit_code"],
+                "meets_targets": u["meets_targets"],
+                "records": u["records"],
+                "responses": u["responses"],
+                "satisfaction_rate": fmt_rate(u["satisfaction_rate"]),
+                "timely_response_rate": fmt_rate(u["timely_response_rate"]),
+                "resolution_rate": fmt_rate(u["resolution_rate"]),
+                "timely_completion_rate": fmt_rate(u["timely_completion_rate"]),
+            }
+            for u in assessment["units"]
+        ],
+        description=f"Assessment {assessment['period']['start']} .. {day}, as of {assessment['as_of']}",
+    )
+    if rect is None:
+        return
+    s = rect["summary"]
+    rows = "\n".join(
+        f"| {STATE_NAMES[k]} ({k}) | {s[k]} |" for k in ("overdue", "due_today", "pending_calendar", "open", "closed")
+    )
+    overdue = [o for o in rect["orders"] if o["state"] == "overdue"][:50]
+    listing = "\n".join(
+        f"- `{o['source']}:{o['record_id']}` {o['unit_code']}: {', '.join(o['overdue_clocks'])} overdue"
+        for o in overdue
+    )
+    create_markdown_artifact(
+        key="rectification-summary",
+        markdown=f"# Rectification {day}\n\n| state | orders |\n|---|---|\n{rows}\n\n{listing}\n",
+        description=f"Rectification {day}: {s['orders']} orders listed",
+    )
+
+
+@flow(name="report", flow_run_name=by_business_date("report"))
+def report(business_date: date | None = None, as_of: datetime | None = None) -> ReportSummary:
+    """Write the day's rectification and assessment reports and post their summaries to the duty channels.
+
+    Args:
+        business_date: The assessment runs from the 1st of its month to it. Empty = the day before as_of.
+        as_of: The instant the clocks are evaluated at, with its UTC offset. Empty = the real clock.
+    """
+    day, now = resolve_day(business_date, as_of, load_runtime().tz)
+    assessment, rect, directory = build_reports(day, now)
+    enqueued = enqueue_summaries(assessment, rect, f"{directory}/assessment.png", now)
+    delivery = deliver_outbox(now)
+    publish_artifacts(assessment, rect)
+    return ReportSummary(
+        business_date=day,
+        as_of=now,
+        directory=directory,
+        units=len(assessment["units"]),
+        units_missing_targets=sum(1 for u in assessment["units"] if not u["meets_targets"]),
+        orders_listed=rect["summary"]["orders"],
+        overdue=rect["summary"]["overdue"],
+        messages_enqueued=enqueued,
+        delivery=delivery,
+    )
+
+
+def previous_month_end(as_of: datetime, tz: object) -> date:
+    """The last day of the month before as_of's local month."""
+    return local_date(as_of, tz).replace(day=1) - timedelta(days=1)  # type: ignore[arg-type]
+
+
+@flow(name="monthly-assessment", flow_run_name="monthly-assessment")
+def monthly_assessment(month: str | None = None, as_of: datetime | None = None) -> ReportSummary:
+    """The whole previous month's assessment for the monthly meeting, to the centre and leadership channels.
+
+    Files go to `reports/monthly/{YYYY-MM}/` (the daily reports keep their own directories).
+
+    Args:
+        month: `YYYY-MM`. Empty = the month before as_of's.
+        as_of: The instant the clocks are evaluated at, with its UTC offset. Empty = the real clock.
+    """
+    from minyi.tasks.errors import InputError
+
+    rt = load_runtime()
+    now = as_of or wall_clock()
+    if month:
+        try:
+            first = date.fromisoformat(f"{month}-01")
+        except ValueError:
+            raise InputError(f"month: {month!r} is not YYYY-MM") from None
+        end = (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+    else:
+        end = previous_month_end(now, rt.tz)
+    assessment, _, directory = build_reports(end, now, directory_name=f"monthly/{end:%Y-%m}")
+    enqueued = enqueue_summaries(assessment, None, f"{directory}/assessment.png", now, monthly=True)
+    delivery = deliver_outbox(now)
+    publish_artifacts(assessment, None)
+    return ReportSummary(
+        business_date=end,
+        as_of=now,
+        directory=directory,
+        units=len(assessment["units"]),
+        units_missing_targets=sum(1 for u in assessment["units"] if not u["meets_targets"]),
+        orders_listed=0,
+        overdue=0,
+        messages_enqueued=enqueued,
+        delivery=delivery,
+    )
