@@ -13,6 +13,7 @@ from minyi.flows.followup import FollowupSummary, followup
 from minyi.flows.ingest import ingest
 from minyi.flows.naming import by_business_date
 from minyi.flows.quality import quality
+from minyi.flows.report import ReportSummary, report
 from minyi.flows.supervise import SuperviseSummary, supervise
 from minyi.tasks.days import resolve_day
 from minyi.tasks.ingest import IngestSummary
@@ -27,6 +28,7 @@ class LoopSummary(BaseModel):
     quality: QualitySummary | None = None
     followup: FollowupSummary | None = None
     supervision: SuperviseSummary | None = None
+    report: ReportSummary | None = None
 
 
 @flow(name="daily-loop", flow_run_name=by_business_date("daily-loop"))
@@ -48,6 +50,7 @@ def daily_loop(business_date: date | None = None, as_of: datetime | None = None)
             followed = followup(day, now)
             # supervise comes after the follow-up stage: it opens orders from the answers that stage stored
             supervision = supervise(now)
+            reported = report(day, now)  # last: the summaries describe what the stages above did
             return LoopSummary(
                 business_date=day,
                 as_of=now,
@@ -55,6 +58,7 @@ def daily_loop(business_date: date | None = None, as_of: datetime | None = None)
                 quality=checked,
                 followup=followed,
                 supervision=supervision,
+                report=reported,
             )
     except AlreadyRunning as busy:
         return Cancelled(message=str(busy))
