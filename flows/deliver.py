@@ -63,6 +63,13 @@ def resend(
     Choose by outbox `keys` (e.g. `rectification:2026-11-21`), by `kind` (e.g.
     `assessment_summary`), by `channel` id, and/or messages enqueued `since` an
     instant; with no choice at all the flow refuses rather than resend everything.
+
+    Args:
+        keys: Outbox keys to post again, e.g. `rectification:2026-11-21`.
+        kind: Every sent message of this kind, e.g. `assessment_summary`.
+        channel: Every sent message to this channel id.
+        since: Only messages enqueued at or after this instant (with its UTC offset).
+        as_of: The instant recorded as the new sending time. Empty = the real clock.
     """
     rt = load_runtime()
     with rt.engine.begin() as conn:

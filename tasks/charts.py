@@ -49,6 +49,8 @@ def render_assessment_chart(report: dict[str, Any], unit_names: dict[str, str]) 
     """PNG bytes of the chart for one assessment.json."""
     import matplotlib
 
+    from minyi.tasks.reports import fmt_rate
+
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
@@ -71,7 +73,7 @@ def render_assessment_chart(report: dict[str, Any], unit_names: dict[str, str]) 
                 ax.text(0.005, y, "n/a", va="center", ha="left", fontsize=7, color="#888888")
                 continue
             ax.barh(y, value, height=height * 0.92, color=colour)
-            ax.text(min(value, 1.0) + 0.005, y, f"{value * 100:.0f}%", va="center", fontsize=7, color="#333333")
+            ax.text(min(value, 1.0) + 0.005, y, fmt_rate(value), va="center", fontsize=7, color="#333333")
         target = report["targets"][target_key]
         ax.axvline(target, color=colour, linestyle="--", linewidth=1.3)
     ax.set_yticks(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -92,7 +93,10 @@ def iso(value: datetime | None, tz: ZoneInfo) -> str | None:
 
 
 def fmt_rate(value: float | None) -> str:
-    return "—" if value is None else f"{value * 100:.1f}%"
+    """A rate for people: one decimal, rounded *down*, so 79.98% never shows as a passing "80.0%"."""
+    if value is None:
+        return "—"
+    return f"{math.floor(round(value * 1000, 6)) / 10:.1f}%"
 
 
 def chunks(lines: list[str], size: int = THREAD_CHUNK) -> list[list[str]]:
