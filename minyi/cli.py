@@ -168,6 +168,60 @@ def sweep_cmd(as_of: AsOfOpt = None) -> None:
     typer.echo(render_sweep(sweep(as_of=now)))
 
 
+@app.command("report")
+def report_cmd(date: DateOpt = None, as_of: AsOfOpt = None) -> None:
+    """Write the day's rectification and assessment reports and post their summaries (stage 5 alone)."""
+    from minyi.tasks.days import parse_date, parse_instant
+    from minyi.tasks.runtime import load_runtime
+
+    day = parse_date(date) if date else None
+    now = parse_instant(as_of) if as_of else None
+    load_runtime()
+    from minyi.flows.report import report
+
+    typer.echo(render_report(report(business_date=day, as_of=now)))
+
+
+@app.command("assess")
+def assess_cmd(
+    month: Annotated[str | None, typer.Option("--month", help="YYYY-MM (default: the month before --as-of).")] = None,
+    as_of: AsOfOpt = None,
+) -> None:
+    """The monthly assessment of a whole month, to the centre and leadership channels."""
+    from minyi.tasks.days import parse_instant
+    from minyi.tasks.runtime import load_runtime
+
+    now = parse_instant(as_of) if as_of else None
+    load_runtime()
+    from minyi.flows.report import monthly_assessment
+
+    typer.echo(render_report(monthly_assessment(month=month, as_of=now)))
+
+
+@app.command("resend")
+def resend_cmd(
+    key: Annotated[
+        list[str] | None, typer.Option("--key", help="Outbox key, e.g. rectification:2026-11-21 (repeatable).")
+    ] = None,
+    kind: Annotated[str | None, typer.Option("--kind", help="Every sent message of this kind.")] = None,
+    channel: Annotated[str | None, typer.Option("--channel", help="Every sent message to this channel id.")] = None,
+    as_of: AsOfOpt = None,
+) -> None:
+    """Post chosen channel messages again on purpose (a normal re-run never posts twice)."""
+    from minyi.tasks.days import parse_instant
+    from minyi.tasks.runtime import load_runtime
+    from minyi.tasks.slack import select_for_resend
+
+    now = parse_instant(as_of) if as_of else None
+    rt = load_runtime()
+    with rt.engine.connect() as conn:
+        select_for_resend(conn, key or [], kind, channel)  # refuse before Prefect starts
+    from minyi.flows.deliver import resend
+
+    d = resend(keys=key or [], kind=kind, channel=channel, as_of=now)
+    typer.echo(f"resend via {d.poster}: {d.sent} posted, {d.failed} failed, {d.pending} still pending")
+
+
 @app.command("visit")
 def visit_cmd(
     record: Annotated[str, typer.Argument(metavar="SOURCE:RECORD_ID", help="The record visited.")],
@@ -377,6 +431,24 @@ def render_supervision(summary: object) -> str:
     return line
 
 
+def render_report(summary: object) -> str:
+    from minyi.flows.report import ReportSummary
+
+    assert isinstance(summary, ReportSummary)
+    lines = [
+        f"report {summary.business_date}: {summary.directory}",
+        f"  assessment  {summary.units} units, {summary.units_missing_targets} missing targets",
+        f"  orders      {summary.orders_listed} listed, {summary.overdue} overdue",
+    ]
+    if summary.delivery:
+        d = summary.delivery
+        lines.append(
+            f"  channels    {summary.messages_enqueued} new messages; via {d.poster}: {d.sent} posted, "
+            f"{d.failed} failed, {d.pending} pending"
+        )
+    return "\n".join(lines)
+
+
 def render_summary(summary: object) -> str:
     from minyi.flows.daily_loop import LoopSummary
 
@@ -389,6 +461,7 @@ def render_summary(summary: object) -> str:
         + ([render_quality(summary.quality)] if summary.quality else [])
         + ([render_followup(summary.followup)] if summary.followup else [])
         + ([render_supervision(summary.supervision)] if summary.supervision else [])
+        + ([render_report(summary.report)] if summary.report else [])
     )
 
 
