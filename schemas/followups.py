@@ -29,7 +29,7 @@ class Followup(SQLModel, table=True):
     __tablename__ = "followups"
     __table_args__ = (
         Index("ix_followups_business_date_source", "business_date", "source"),
-        Index("ix_followups_sms_status", "sms_status"),
+        Index("ix_followups_sms_status", "sms_status", "id"),  # the relay walks queued rows in id order
         Index("ix_followups_phone_norm", "phone_norm"),
         Index("ix_followups_manual_reason", "manual_reason"),
     )

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import orjson
 from pydantic import BaseModel
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection, Engine
 
 from minyi.tasks.config import MinyiConfig, SmsConfig, secret_from_env
@@ -277,33 +277,41 @@ def flush_outbox(
                 ids = {r.message_id: r.id for r in rows}
                 results = client.send_batch([OutgoingSms(r.message_id, r.phone_norm, r.sms_text) for r in rows])
                 summary.batches += 1
-                updates = []
+                sent_ids: set[int] = set()
+                rejected: list[dict[str, Any]] = []
                 for res in results:
                     fid = ids.get(res.message_id)
-                    if fid is None:
+                    if fid is None or fid in sent_ids:
                         continue  # an answer for a message we did not send in this batch: ignore it
-                    status = "rejected" if res.status == "rejected" else "sent"
-                    summary.rejected += status == "rejected"
-                    summary.duplicate += res.status == "duplicate"
-                    summary.sent += status == "sent"
-                    updates.append(
-                        {
-                            "id": fid,
-                            "st": status,
-                            "at": now if status == "sent" else None,
-                            "err": mask_text(res.error or "rejected")[:500] if status == "rejected" else None,
-                        }
+                    if res.status == "rejected":
+                        rejected.append({"id": fid, "err": mask_text(res.error or "rejected")[:500]})
+                    else:
+                        sent_ids.add(fid)
+                        summary.duplicate += res.status == "duplicate"
+                summary.sent += len(sent_ids)
+                summary.rejected += len(rejected)
+                if len(sent_ids) + len(rejected) < len(rows):
+                    log.warning(
+                        "sms gateway answered %d of %d messages; the rest stay queued",
+                        len(sent_ids) + len(rejected),
+                        len(rows),
                     )
-                if len(updates) < len(rows):
-                    log.warning("sms gateway answered %d of %d messages; the rest stay queued", len(updates), len(rows))
-                if updates:
-                    with engine.begin() as conn:
+                with engine.begin() as conn:
+                    if sent_ids:  # one statement per batch: the common case costs one round trip
                         conn.execute(
                             text(
-                                "UPDATE followups SET sms_status = :st, sent_at = :at, gateway_error = :err "
+                                "UPDATE followups SET sms_status = 'sent', sent_at = :at "
+                                "WHERE id IN :ids AND sms_status = 'queued'"
+                            ).bindparams(bindparam("ids", expanding=True)),
+                            {"at": now, "ids": sorted(sent_ids)},
+                        )
+                    if rejected:
+                        conn.execute(
+                            text(
+                                "UPDATE followups SET sms_status = 'rejected', gateway_error = :err "
                                 "WHERE id = :id AND sms_status = 'queued'"
                             ),
-                            updates,
+                            rejected,
                         )
         except SmsGatewayError as exc:
             summary.error = mask_text(str(exc))

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 00:30:01.932385
+Create Date: 2026-11-25 00:40:01.723311
 """
 
 from collections.abc import Sequence
@@ -181,7 +181,7 @@ def upgrade() -> None:
         batch_op.create_index("ix_followups_business_date_source", ["business_date", "source"], unique=False)
         batch_op.create_index("ix_followups_manual_reason", ["manual_reason"], unique=False)
         batch_op.create_index("ix_followups_phone_norm", ["phone_norm"], unique=False)
-        batch_op.create_index("ix_followups_sms_status", ["sms_status"], unique=False)
+        batch_op.create_index("ix_followups_sms_status", ["sms_status", "id"], unique=False)
 
     op.create_table(
         "answers",
