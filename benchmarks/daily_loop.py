@@ -1,0 +1,153 @@
+"""The whole daily loop on N synthetic records: per-stage seconds, rows/s, peak RSS, task runs, and a baseline.
+
+    python -m benchmarks.daily_loop --records 100000 --db sqlite
+    python -m benchmarks.daily_loop --records 1000000 --db postgres --json bench-results/pg-1m.json
+
+The city's day is pre-rendered by a source process and served on loopback; the
+SMS gateway runs in its own process; Slack is disabled (posts become files). The
+loop runs at 09:00 local of the next day, inside the send window, so every
+eligible SMS leaves. The baseline, measured in the same run, inserts the same
+records with sqlite3 executemany in one transaction (PostgreSQL: COPY) into an
+index-free copy of the table. Per-stage seconds come from the Prefect API (the
+stage subflows' own start and end), task runs are counted there too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime
+from datetime import time as dtime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from benchmarks.common import city_source, peak_rss_mib, throwaway_store
+from benchmarks.ingest import baseline_seconds
+from minyi.demo import demo_config_text
+
+TZ = ZoneInfo("Asia/Shanghai")
+DAY = date(2026, 11, 21)
+AS_OF = datetime.combine(date(2026, 11, 22), dtime(9, 0), TZ)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _stage_figures(since: datetime) -> tuple[dict[str, float], int]:
+    """Seconds per flow (the loop and each stage) and task runs since `since`, read back from the Prefect API."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterStartTime
+
+    async with get_client() as client:
+        runs = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(after_=since)), limit=200
+        )
+        stages: dict[str, float] = {}
+        for run in sorted(runs, key=lambda r: r.start_time or r.expected_start_time):
+            name = (await client.read_flow(run.flow_id)).name
+            stages[name] = round(stages.get(name, 0.0) + run.total_run_time.total_seconds(), 2)
+        tasks = 0
+        while True:
+            page = await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id={"any_": [r.id for r in runs]}), limit=200, offset=tasks
+            )
+            tasks += len(page)
+            if len(page) < 200:
+                break
+    # every subflow also shows as one wrapper task run in its parent: those are not tasks of ours
+    return stages, tasks - (len(stages) - 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+
+    from minyi.tasks.runtime import quiet_third_parties
+
+    quiet_third_parties()
+    sms_port = _free_port()
+    gateway = subprocess.Popen(
+        [sys.executable, "-m", "minyi.sim.sms_gateway", "--port", str(sms_port)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert gateway.stdout is not None
+        gateway.stdout.readline()
+        with (
+            throwaway_store(args.db) as url,
+            city_source(args.records, DAY) as source_url,
+            tempfile.TemporaryDirectory() as tmp,
+        ):
+            cfg = Path(tmp) / "minyi.toml"
+            text = demo_config_text(source_url, f"http://127.0.0.1:{sms_port}")
+            cfg.write_text(
+                text.replace(
+                    'timezone = "Asia/Shanghai"', 'timezone = "Asia/Shanghai"\n\n[ingest]\npage_size = 5000\n'
+                ),
+                encoding="utf-8",
+            )
+            os.environ.update(
+                MINYI_CONFIG=str(cfg),
+                MINYI_DATABASE_URL=url,
+                MINYI_REPORTS_DIR=str(Path(tmp) / "reports"),
+                MINYI_HOME=str(Path(tmp) / "home"),
+            )
+            from prefect import flow
+
+            from minyi.flows.daily_loop import daily_loop
+            from minyi.tasks.store import get_engine, upgrade
+
+            upgrade(get_engine(url))
+
+            @flow
+            def warm_up() -> None:
+                """Start Prefect's ephemeral API before timing."""
+
+            warm_up()
+            since = datetime.now(UTC)
+            t0 = time.perf_counter()
+            summary = daily_loop(business_date=DAY, as_of=AS_OF)
+            loop_seconds = time.perf_counter() - t0
+            rss = peak_rss_mib()
+            stages, task_runs = asyncio.run(_stage_figures(since))
+            fetched = sum(p.fetched for p in summary.ingest.sources)
+            base = baseline_seconds(url)
+    finally:
+        gateway.terminate()
+        gateway.wait(10)
+    ingest_s = stages.get("ingest", 0.0)
+    figures = {
+        "benchmark": "daily_loop",
+        "db": args.db,
+        "records": fetched,
+        "loop_seconds": round(loop_seconds, 2),
+        "loop_rows_per_s": round(fetched / loop_seconds),
+        "stage_seconds": stages,
+        "ingest_rows_per_s": round(fetched / ingest_s) if ingest_s else None,
+        "baseline": "sqlite3 executemany, one transaction" if args.db == "sqlite" else "psycopg COPY",
+        "baseline_seconds": round(base, 2),
+        "loop_to_baseline": round(loop_seconds / base, 1),
+        "ingest_to_baseline": round(ingest_s / base, 1) if ingest_s else None,
+        "peak_rss_mib": round(rss),
+        "task_runs": task_runs,
+    }
+    print(json.dumps(figures, indent=2, ensure_ascii=False))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(figures, ensure_ascii=False), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
