@@ -1,8 +1,8 @@
 """The assessment metrics of SPEC §7: per unit and overall, month-to-date, evaluated at `as_of`.
 
-Counts come from three set-based statements over the store (records, follow-ups,
-orders), each grouped by the unit of the *record*, and each restricted to the
-records whose business date is in the period: an order opened on the 2nd for a
+Counts come from one set-based statement over the store (records, follow-ups,
+orders), grouped by the unit of the *record* and restricted to the records
+whose business date is in the period: an order opened on the 2nd for a
 record of the 30th of last month belongs to last month's assessment. Quarantined
 rows are not records, so they count nowhere.
 
@@ -175,32 +175,20 @@ def assessment(
 
 # ---------------------------------------------------------------------------------------------- SQL
 
-_RECORDS_SQL = """
-SELECT r.unit_code, COUNT(*) AS records
-FROM records r
-WHERE r.business_date >= :start AND r.business_date <= :end
-GROUP BY r.unit_code
-"""
-
-_FOLLOWUPS_SQL = """
+# One pass over the period's records: a record has at most one follow-up and a follow-up at most one
+# order (unique constraints), so the LEFT JOINs never multiply rows and COUNT(*) is the record count.
+# An order is responded once responded_at is set, closed once closed_at is set (the state machine
+# fills earlier stages with the later stage's time). NULL dues never compare true: pending_calendar.
+_COUNTS_SQL = """
 SELECT r.unit_code,
+       COUNT(*) AS records,
        SUM(CASE WHEN f.sms_status = 'sent' THEN 1 ELSE 0 END) AS followups_sent,
        SUM(CASE WHEN f.satisfaction IN ('satisfied', 'basically_satisfied', 'dissatisfied') THEN 1 ELSE 0 END)
            AS responses,
        SUM(CASE WHEN f.satisfaction = 'satisfied' THEN 1 ELSE 0 END) AS satisfied,
        SUM(CASE WHEN f.satisfaction = 'basically_satisfied' THEN 1 ELSE 0 END) AS basically_satisfied,
-       SUM(CASE WHEN f.satisfaction = 'dissatisfied' THEN 1 ELSE 0 END) AS dissatisfied
-FROM followups f
-JOIN records r ON r.id = f.record_pk
-WHERE r.business_date >= :start AND r.business_date <= :end
-GROUP BY r.unit_code
-"""
-
-# An order is responded once responded_at is set, closed once closed_at is set (the state machine
-# fills earlier stages with the later stage's time). NULL dues never compare true: pending_calendar.
-_ORDERS_SQL = """
-SELECT r.unit_code,
-       COUNT(*) AS orders_opened,
+       SUM(CASE WHEN f.satisfaction = 'dissatisfied' THEN 1 ELSE 0 END) AS dissatisfied,
+       COUNT(o.id) AS orders_opened,
        SUM(CASE WHEN o.responded_at IS NOT NULL OR o.response_due <= :as_of THEN 1 ELSE 0 END)
            AS orders_due_response,
        SUM(CASE WHEN o.responded_at IS NOT NULL AND o.responded_at < o.response_due THEN 1 ELSE 0 END)
@@ -211,27 +199,22 @@ SELECT r.unit_code,
            AS orders_due_completion,
        SUM(CASE WHEN o.closed_at IS NOT NULL AND o.closed_at < o.completion_due THEN 1 ELSE 0 END)
            AS completed_on_time
-FROM orders o
-JOIN followups f ON f.id = o.followup_id
-JOIN records r ON r.id = f.record_pk
+FROM records r
+LEFT JOIN followups f ON f.record_pk = r.id
+LEFT JOIN orders o ON o.followup_id = f.id
 WHERE r.business_date >= :start AND r.business_date <= :end
 GROUP BY r.unit_code
+ORDER BY r.unit_code
 """
 
 
 def unit_counts(conn: Connection, period: Period, as_of: datetime) -> dict[str, Counts]:
     """Counts per unit_code for every unit with records in the period (known to the config or not)."""
     params = {"start": period.start, "end": period.end, "as_of": instant_param(conn.dialect.name, as_of)}
-    per_unit: dict[str, Counts] = {}
-    for row in conn.execute(text(_RECORDS_SQL), params).mappings():
-        per_unit[row["unit_code"]] = {name: 0 for name in COUNTS} | {"records": int(row["records"])}
-    for sql in (_FOLLOWUPS_SQL, _ORDERS_SQL):
-        for row in conn.execute(text(sql), params).mappings():
-            counts = per_unit.get(row["unit_code"])
-            if counts is None:  # impossible: every follow-up and order hangs off a record of the period
-                continue
-            counts.update({k: int(v or 0) for k, v in row.items() if k != "unit_code"})
-    return dict(sorted(per_unit.items()))
+    return {
+        row["unit_code"]: {name: int(row[name] or 0) for name in COUNTS}
+        for row in conn.execute(text(_COUNTS_SQL), params).mappings()
+    }
 
 
 def compute_assessment(
