@@ -8,6 +8,7 @@ retry, a resumed run) is byte-for-byte the same.
 from __future__ import annotations
 
 import random
+import zlib
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -87,10 +88,15 @@ class CityConfig:
     messy_share: float = 0.02
 
 
+def _source_salt(source: str) -> int:
+    """A stable per-source number (not `hash()`, which changes per process)."""
+    return zlib.crc32(source.encode())
+
+
 def volume(city: CityConfig, source: str, day: date) -> int:
     """Records a source has for a day: its share of the city, ±10% by weekday."""
     profile = SOURCE_BY_NAME[source]
-    wobble = 1.0 + 0.1 * ((day.toordinal() * 7 + len(source)) % 5 - 2) / 2
+    wobble = 1.0 + 0.1 * ((day.toordinal() * 7 + _source_salt(source)) % 5 - 2) / 2
     return max(1, round(city.records_per_day * profile.share * wobble))
 
 
@@ -101,7 +107,7 @@ def _phone(rng: random.Random) -> str:
 def record(city: CityConfig, source: str, day: date, index: int) -> dict[str, Any]:
     """The `index`-th record of a source's day, as the source's JSON would carry it."""
     profile = SOURCE_BY_NAME[source]
-    rng = random.Random((city.seed * 1_000_003 + day.toordinal()) * 10_007 + index * 31 + len(source) * 7919)
+    rng = random.Random((city.seed * 1_000_003 + day.toordinal()) * 10_007 + index * 31 + _source_salt(source) * 7919)
     matter = profile.matters[rng.randrange(len(profile.matters))]
     handled = datetime.combine(day, datetime.min.time(), TZ) + timedelta(seconds=rng.randrange(8 * 3600, 22 * 3600))
     row: dict[str, Any] = {

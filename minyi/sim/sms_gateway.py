@@ -124,7 +124,6 @@ class SmsGateway(LoopbackServer):
 class _Handler(QuietHandler):
     app: SmsGateway
     # Headers and body go out in two writes; without TCP_NODELAY each answer waits ~40 ms for a delayed ACK.
-    disable_nagle_algorithm = True
 
     def _authorised(self) -> bool:
         if self.app.token and self.headers.get("Authorization") != f"Bearer {self.app.token}":
