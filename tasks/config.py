@@ -231,9 +231,29 @@ def load_config(path: str | Path | None = None) -> MinyiConfig:
     return parse_config(text, str(p))
 
 
+SECRET_BLOCK_PREFIX = "prefect-secret:"
+
+
 def secret_from_env(var: str) -> str | None:
-    """A token named by `token_env`; None when the variable is unset or empty."""
+    """A token named by `token_env`; None when the variable is unset or empty.
+
+    `token_env = "prefect-secret:minyi-sms-token"` names a Prefect Secret block
+    instead (read from the Prefect API the run talks to); a block that does not
+    exist is a ConfigError, not a silently disabled client.
+    """
     if not var:
         return None
+    if var.startswith(SECRET_BLOCK_PREFIX):
+        return _secret_block(var.removeprefix(SECRET_BLOCK_PREFIX))
     value = os.environ.get(var, "").strip()
     return value or None
+
+
+def _secret_block(name: str) -> str | None:
+    from prefect.blocks.system import Secret
+
+    try:
+        value = Secret.load(name, validate=False).get()
+    except ValueError:
+        raise ConfigError(f"token_env {SECRET_BLOCK_PREFIX}{name}: no Prefect Secret block named {name!r}") from None
+    return str(value).strip() or None

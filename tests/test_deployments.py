@@ -219,6 +219,9 @@ class PrefectServer:
             PREFECT_CLI_PROMPT="false",
             DO_NOT_TRACK="1",
             GX_ANALYTICS_ENABLED="false",
+            # poll every second instead of every 10 s: the tests wait on workers and `minyi serve`
+            PREFECT_WORKER_QUERY_SECONDS="1",
+            PREFECT_RUNNER_POLL_FREQUENCY="1",
         )
         env.update(extra)
         return env
@@ -300,6 +303,13 @@ def _deployment(server: PrefectServer, name: str) -> dict[str, Any]:
     return server.api("GET", f"/deployments/name/{name}/{name}")
 
 
+def _pause_schedules(server: PrefectServer) -> None:
+    """No scheduled sweep or loop may fire into a test that happens to run at 09:15 Shanghai; UI runs still work."""
+    for d in server.api("POST", "/deployments/filter", json={}):
+        if d["schedules"]:
+            server.api("PATCH", f"/deployments/{d['id']}", json={"paused": True})
+
+
 def _trigger(server: PrefectServer, deployment_id: str, parameters: dict[str, Any]) -> str:
     """What the UI's Run → Custom run form posts."""
     from prefect.client.orchestration import get_client
@@ -327,7 +337,6 @@ def test_deployed_daily_loop_is_scheduled_and_runs_on_a_worker_from_the_ui_form(
 ) -> None:
     server, (_src, feed, env) = prefect_server, city
     run_env = _minyi_env(server, env)
-    t0 = time.monotonic()
     feed.data[("police110", DAY)] = [make_record(i, DAY) for i in range(25)]
 
     subprocess.run(
@@ -347,7 +356,6 @@ def test_deployed_daily_loop_is_scheduled_and_runs_on_a_worker_from_the_ui_form(
     )
     assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
 
-    print(f"T after deploy {time.monotonic() - t0:.1f}")
     loop = _deployment(server, "daily-loop")
     assert loop["work_pool_name"] == "minyi"
     assert [(s["schedule"]["cron"], s["schedule"]["timezone"]) for s in loop["schedules"]] == [
@@ -375,7 +383,7 @@ def test_deployed_daily_loop_is_scheduled_and_runs_on_a_worker_from_the_ui_form(
     }
     assert {(s.hour, s.minute) for s in starts} == {(9, 0)}
 
-    print(f"T after scheduled {time.monotonic() - t0:.1f}")
+    _pause_schedules(server)
     worker_log = server.logs / "worker.log"
     worker = _start(
         [str(BIN / "prefect"), "worker", "start", "--pool", "minyi", "--type", "process"], run_env, worker_log
@@ -387,7 +395,6 @@ def test_deployed_daily_loop_is_scheduled_and_runs_on_a_worker_from_the_ui_form(
         _stop(worker)
     assert run["state"]["type"] == "COMPLETED", run["state"]
     assert run["name"] == f"daily-loop-{DAY}"
-    print(f"T after run {time.monotonic() - t0:.1f}")
     assert env.scalar("SELECT COUNT(*) FROM records WHERE business_date = :d", d=DAY) == 25
     artifacts = server.api("POST", "/artifacts/filter", json={"artifacts": {"key": {"any_": ["ingest-summary"]}}})
     assert artifacts, "the ingest summary table is not on the server for the operator to read"
@@ -406,18 +413,22 @@ def test_two_ui_triggers_for_one_business_date_do_one_days_work_under_minyi_serv
     feed.data[("police110", day)] = [make_record(i, day) for i in range(30)]
     src.state("police110").page_delay = 1.5  # three pages: the first run holds the date for ~5 s
     serve_log = server.logs / "serve.log"
+    started = time.time()
     proc = _start([str(BIN / "minyi"), "serve"], _minyi_env(server, env), serve_log)
     try:
         deadline = time.monotonic() + 90
-        while True:  # `minyi serve` registers its deployments (the worker is gone: only the served process runs them)
+        while True:  # `minyi serve` has registered its deployments and polls them (the worker is gone)
             try:
                 loop = _deployment(server, "daily-loop")
-                break
+                polled = loop.get("last_polled")
+                if polled and datetime.fromisoformat(polled).timestamp() > started:
+                    break
             except httpx.HTTPStatusError:
                 pass
             assert proc.poll() is None, serve_log.read_text(errors="replace")[-3000:]
             assert time.monotonic() < deadline, serve_log.read_text(errors="replace")[-3000:]
             time.sleep(0.5)
+        _pause_schedules(server)
         params = {"business_date": day.isoformat(), "as_of": AS_OF.isoformat()}
         ids: list[str] = []
         clicks = [threading.Thread(target=lambda: ids.append(_trigger(server, loop["id"], params))) for _ in range(2)]
@@ -435,3 +446,23 @@ def test_two_ui_triggers_for_one_business_date_do_one_days_work_under_minyi_serv
     assert "already running" in cancelled["state"]["message"]
     assert [q.get("cursor") for _, s, q, _ in src.requests if q.get("date") == day.isoformat()] == [None, "10", "20"]
     assert env.scalar("SELECT COUNT(*) FROM records WHERE business_date = :d", d=day) == 30
+
+
+# --- tokens from Prefect Secret blocks (SPEC §2) ----------------------------------------------------------------------
+
+
+def test_token_env_may_name_a_prefect_secret_block(prefect_harness: None) -> None:
+    from prefect.blocks.system import Secret
+
+    from minyi.tasks.config import secret_from_env
+
+    Secret(value=" sms-token-123 ").save("minyi-test-sms-token", overwrite=True)
+    assert secret_from_env("prefect-secret:minyi-test-sms-token") == "sms-token-123"
+
+
+def test_a_missing_secret_block_is_a_config_error_naming_it(prefect_harness: None) -> None:
+    from minyi.tasks.config import secret_from_env
+    from minyi.tasks.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no Prefect Secret block named 'minyi-no-such-block'"):
+        secret_from_env("prefect-secret:minyi-no-such-block")
