@@ -316,6 +316,24 @@ def order_cmd(
     typer.echo(outcome.describe(rt.tz))
 
 
+@app.command("retention")
+def retention_cmd(as_of: AsOfOpt = None) -> None:
+    """De-identify records and follow-ups older than `retention_days` (names, numbers, free text; counts stay)."""
+    from minyi.tasks.days import parse_instant
+    from minyi.tasks.runtime import load_runtime
+
+    now = parse_instant(as_of) if as_of else None
+    load_runtime()
+    from minyi.flows.retention import retention
+
+    r = retention(as_of=now)
+    typer.echo(
+        f"retention {r.retention_days} days: business dates before {r.cutoff} de-identified: {r.days} date(s), "
+        f"{r.records} records, {r.followups} follow-ups, {r.quarantined} quarantined rows, {r.replies} replies, "
+        f"{r.notes} notes"
+    )
+
+
 @app.command("demo")
 def demo(
     date: DateOpt = None,

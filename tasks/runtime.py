@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import Engine
 
 from minyi.tasks.config import MinyiConfig, Settings, load_config
+from minyi.tasks.masking import install_log_masking
 from minyi.tasks.store import ensure_ready, get_engine
 
 _ready: set[str] = set()
@@ -26,6 +27,7 @@ def quiet_third_parties() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
+    install_log_masking()  # PIPL: no handler of this process ever sees an unmasked mobile number
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class Runtime:
 
 def load_runtime(check_store: bool = True) -> Runtime:
     """Config and store from the environment (MINYI_CONFIG, MINYI_DATABASE_URL, MINYI_REPORTS_DIR)."""
+    install_log_masking()
     settings = Settings()
     rt = Runtime(settings, load_config(settings.config))
     url = settings.resolved_database_url()

@@ -36,7 +36,11 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def get_engine(url: str) -> Engine:
-    """One engine per URL per process; SQLite files get their directory and pragmas."""
+    """One engine per URL per process; SQLite files get their directory and pragmas.
+
+    `hide_parameters`: a failed statement's error (logged by Prefect with its traceback)
+    must not carry the bound values, which are citizens' numbers and names on the bulk paths.
+    """
     with _lock:
         engine = _engines.get(url)
         if engine is not None:
@@ -48,12 +52,14 @@ def get_engine(url: str) -> Engine:
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+            engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False}, hide_parameters=True)
             event.listen(engine, "connect", _sqlite_pragmas)
         elif parsed.get_backend_name() == "postgresql":
             if parsed.drivername == "postgresql":
                 parsed = parsed.set(drivername="postgresql+psycopg")
-            engine = create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+            engine = create_engine(
+                parsed, pool_pre_ping=True, connect_args={"connect_timeout": 10}, hide_parameters=True
+            )
         else:
             raise ConfigError(f"MINYI_DATABASE_URL: unsupported database {parsed.get_backend_name()!r}")
         _engines[url] = engine
