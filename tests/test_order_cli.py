@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from tests.support import Env, at, config_toml
 from tests.supervision_support import add_answer, prepare_units, supervise_at
+from tests.support import Env, at, config_toml
 
 
 def minyi(env: Env, *args: str) -> subprocess.CompletedProcess[str]:
