@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import yaml
 from sqlalchemy import create_engine, text
@@ -29,6 +30,7 @@ from sqlalchemy.engine import make_url
 
 from minyi.deployments.entrypoints import FlowNotInstalled, discovered, is_placeholder, resolve
 from minyi.deployments.registry import SPECS, render_prefect_yaml, spec
+from minyi.sim.sms_gateway import SmsGateway
 from minyi.sim.source_server import SourceServer, StaticFeed
 from tests.conftest import PG_ADMIN_URL
 from tests.support import Env, at, config_toml, make_record
@@ -108,53 +110,65 @@ def source() -> Iterator[tuple[SourceServer, StaticFeed]]:
         yield srv, feed
 
 
+@pytest.fixture
+def gateway() -> Iterator[SmsGateway]:
+    with SmsGateway() as gw:
+        yield gw
+
+
+def city_config(server: SourceServer, gateway: SmsGateway, **ingest: Any) -> str:
+    """police110 from the loopback source, SMS to the loopback gateway, Slack off (posts land as files)."""
+    return config_toml(
+        {"police110": server.url_for("police110")},
+        sections={"sms": {"url": gateway.url, "backoff_seconds": 0.01}, "ingest": ingest},
+    )
+
+
 def test_a_second_daily_loop_for_a_date_still_running_is_cancelled_and_pulls_nothing(
-    env: Env, source: tuple[SourceServer, StaticFeed], prefect_harness: None
+    env: Env, source: tuple[SourceServer, StaticFeed], gateway: SmsGateway, prefect_harness: None
 ) -> None:
     from minyi.flows.daily_loop import daily_loop
     from minyi.flows.exclusive import exclusive
 
     server, feed = source
     feed.data[("police110", DAY)] = [make_record(i, DAY) for i in range(5)]
-    env.write_config(config_toml({"police110": server.url_for("police110")}))
+    env.write_config(city_config(server, gateway))
     with exclusive(f"daily-loop:{DAY}"):  # the first click's run, still going
         state = daily_loop(business_date=DAY, as_of=AS_OF, return_state=True)
     assert state.is_cancelled()
     assert "already running" in state.message
     assert server.requests == []
+    assert gateway.delivered == {}
     assert env.scalar("SELECT COUNT(*) FROM records") == 0
-    # once the first run has finished, the date may be re-run (re-running is safe)
-    assert daily_loop(business_date=DAY, as_of=AS_OF).ingest.sources[0].accepted == 5
 
 
-def test_a_daily_loop_for_another_date_is_not_held_up(
-    env: Env, source: tuple[SourceServer, StaticFeed], prefect_harness: None
-) -> None:
-    from minyi.flows.daily_loop import daily_loop
-    from minyi.flows.exclusive import exclusive
+def test_the_lease_of_one_business_date_does_not_hold_up_another_or_outlive_its_run(prefect_harness: None) -> None:
+    from minyi.flows.exclusive import AlreadyRunning, exclusive
 
-    server, feed = source
-    feed.data[("police110", DAY)] = [make_record(i, DAY) for i in range(3)]
-    env.write_config(config_toml({"police110": server.url_for("police110")}))
-    with exclusive("daily-loop:2026-11-20"):
-        assert daily_loop(business_date=DAY, as_of=AS_OF).ingest.sources[0].accepted == 3
+    with exclusive("daily-loop:2026-11-20"), exclusive("daily-loop:2026-11-21"):
+        with pytest.raises(AlreadyRunning), exclusive("daily-loop:2026-11-20"):
+            pass
+    with exclusive("daily-loop:2026-11-20"):  # released when the first holder finished
+        pass
 
 
-def test_backfill_reruns_each_date_in_order_at_one_as_of(
-    env: Env, source: tuple[SourceServer, StaticFeed], prefect_harness: None
+def test_backfill_reruns_each_date_in_order_at_one_as_of_and_old_dates_send_no_sms(
+    env: Env, source: tuple[SourceServer, StaticFeed], gateway: SmsGateway, prefect_harness: None
 ) -> None:
     from minyi.flows.backfill import backfill
 
     server, feed = source
-    days = [date(2026, 11, d) for d in (18, 19, 20)]
-    for d in days:
-        feed.data[("police110", d)] = [make_record(i, d) for i in range(2)]
-    env.write_config(config_toml({"police110": server.url_for("police110")}))
-    summary = backfill(start=days[0], end=days[-1], as_of=AS_OF)
-    assert [s.business_date for s in summary.days] == days
+    stale, fresh = date(2026, 11, 18), date(2026, 11, 19)  # 4 and 3 days before as_of; max_age_days = 3
+    for d in (stale, fresh):
+        feed.data[("police110", d)] = [make_record(i, d, phone=f"139{d.day:02d}{i:06d}") for i in range(2)]
+    env.write_config(city_config(server, gateway))
+    summary = backfill(start=stale, end=fresh, as_of=AS_OF)
+    assert [s.business_date for s in summary.days] == [stale, fresh]
     assert {s.as_of for s in summary.days} == {AS_OF}
-    assert [q["date"] for _, _, q, _ in server.requests] == [d.isoformat() for d in days]
-    assert env.scalar("SELECT COUNT(*) FROM records") == 6
+    assert [q["date"] for _, _, q, _ in server.requests] == [stale.isoformat(), fresh.isoformat()]
+    assert env.scalar("SELECT COUNT(*) FROM records") == 4
+    assert env.scalar("SELECT COUNT(*) FROM followups WHERE skip_reason = 'stale'") == 2
+    assert {d.to for d in gateway.delivered.values()} == {f"13919{i:06d}" for i in range(2)}
 
 
 def test_backfill_with_end_before_start_is_refused_by_the_cli(env: Env) -> None:
@@ -275,21 +289,19 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
 
 
 @pytest.fixture(scope="module")
-def city(tmp_path_factory: pytest.TempPathFactory, pg_database: str) -> Iterator[tuple[SourceServer, StaticFeed, Env]]:
-    """A loopback records source and a minyi store on PostgreSQL, shared by the worker and `minyi serve`."""
+def city(tmp_path_factory: pytest.TempPathFactory, pg_database: str) -> Iterator[tuple[SourceServer, SmsGateway, Env]]:
+    """A loopback records source, SMS gateway and a minyi store on PostgreSQL, shared by the worker and `minyi serve`."""
+    from minyi.tasks.store import get_engine
     from tests.conftest import _truncate_all
 
-    feed = StaticFeed()
     _truncate_all(pg_database)
     root = tmp_path_factory.mktemp("minyi")
     mp = pytest.MonkeyPatch()
-    from minyi.tasks.store import get_engine
-
     env = Env(url=pg_database, dir=root, engine=get_engine(pg_database), monkeypatch=mp)
-    with SourceServer(feed) as srv:
-        env.write_config(config_toml({"police110": srv.url_for("police110")}, sections={"ingest": {"page_size": 10}}))
+    with SourceServer(StaticFeed()) as srv, SmsGateway() as gw:
+        env.write_config(city_config(srv, gw, page_size=10))
         try:
-            yield srv, feed, env
+            yield srv, gw, env
         finally:
             mp.undo()
 
@@ -333,11 +345,11 @@ def _wait_final(server: PrefectServer, run_ids: list[str], timeout: float, logs:
 
 @pytest.mark.slow
 def test_deployed_daily_loop_is_scheduled_and_runs_on_a_worker_from_the_ui_form(
-    prefect_server: PrefectServer, city: tuple[SourceServer, StaticFeed, Env]
+    prefect_server: PrefectServer, city: tuple[SourceServer, SmsGateway, Env]
 ) -> None:
-    server, (_src, feed, env) = prefect_server, city
+    server, (src, gateway, env) = prefect_server, city
     run_env = _minyi_env(server, env)
-    feed.data[("police110", DAY)] = [make_record(i, DAY) for i in range(25)]
+    src.feed.data[("police110", DAY)] = [make_record(i, DAY) for i in range(25)]
 
     subprocess.run(
         [str(BIN / "prefect"), "work-pool", "create", "minyi", "--type", "process", "--overwrite"],
@@ -396,21 +408,23 @@ def test_deployed_daily_loop_is_scheduled_and_runs_on_a_worker_from_the_ui_form(
     assert run["state"]["type"] == "COMPLETED", run["state"]
     assert run["name"] == f"daily-loop-{DAY}"
     assert env.scalar("SELECT COUNT(*) FROM records WHERE business_date = :d", d=DAY) == 25
+    sent = env.rows("SELECT message_id FROM followups WHERE business_date = :d AND sms_status = 'sent'", d=DAY)
+    assert len(sent) == 25
+    assert all(m in gateway.delivered for (m,) in sent)
     artifacts = server.api("POST", "/artifacts/filter", json={"artifacts": {"key": {"any_": ["ingest-summary"]}}})
     assert artifacts, "the ingest summary table is not on the server for the operator to read"
-    import minyi.flows.daily_loop as loop_module
-
-    if hasattr(loop_module, "report"):  # the report stage writes the day's files once the loop calls it
-        assert (env.dir / "reports" / DAY.isoformat() / "assessment.json").exists()
+    report = orjson.loads((env.dir / "reports" / DAY.isoformat() / "assessment.json").read_bytes())
+    assert report["overall"]["records"] == 25
+    assert report["overall"]["followups_sent"] == 25
 
 
 @pytest.mark.slow
 def test_two_ui_triggers_for_one_business_date_do_one_days_work_under_minyi_serve(
-    prefect_server: PrefectServer, city: tuple[SourceServer, StaticFeed, Env]
+    prefect_server: PrefectServer, city: tuple[SourceServer, SmsGateway, Env]
 ) -> None:
-    server, (src, feed, env) = prefect_server, city
+    server, (src, gateway, env) = prefect_server, city
     day = date(2026, 11, 20)
-    feed.data[("police110", day)] = [make_record(i, day) for i in range(30)]
+    src.feed.data[("police110", day)] = [make_record(i, day) for i in range(30)]
     src.state("police110").page_delay = 1.5  # three pages: the first run holds the date for ~5 s
     serve_log = server.logs / "serve.log"
     started = time.time()
@@ -446,6 +460,9 @@ def test_two_ui_triggers_for_one_business_date_do_one_days_work_under_minyi_serv
     assert "already running" in cancelled["state"]["message"]
     assert [q.get("cursor") for _, s, q, _ in src.requests if q.get("date") == day.isoformat()] == [None, "10", "20"]
     assert env.scalar("SELECT COUNT(*) FROM records WHERE business_date = :d", d=day) == 30
+    day_messages = [m for (m,) in env.rows("SELECT message_id FROM followups WHERE business_date = :d", d=day)]
+    assert len(day_messages) == 30 and all(m in gateway.delivered for m in day_messages)
+    assert {gateway.sends_of(m) for m in day_messages} == {1}  # one batch carried each: no second relay ran
 
 
 # --- tokens from Prefect Secret blocks (SPEC §2) ----------------------------------------------------------------------
