@@ -25,7 +25,13 @@ def pull_source(source: str, business_date: date, as_of: datetime) -> SourcePull
 def ingest(
     business_date: date | None = None, as_of: datetime | None = None, sources: list[str] | None = None
 ) -> IngestSummary:
-    """Pull every configured source (or only `sources`) for the business date, page by page."""
+    """Pull every configured source (or only `sources`) for the business date, page by page.
+
+    Args:
+        business_date: Local business date to pull. Empty = the day before as_of.
+        as_of: The instant "now", with its UTC offset. Empty = the real clock.
+        sources: Only these source names (as in the config). Empty = every configured source.
+    """
     rt = load_runtime()
     day, now = resolve_day(business_date, as_of, rt.tz)
     names = sources or [s.name for s in rt.config.sources]
