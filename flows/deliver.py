@@ -34,7 +34,8 @@ class Delivery(BaseModel):
 def deliver_outbox(as_of: datetime) -> Delivery:
     """Post every pending outbox row (Slack, or markdown files without a token); failures stay pending."""
     rt = load_runtime()
-    summary = Delivery.of(deliver(rt.engine, make_poster(rt.config, rt.reports_dir), as_of))
+    poster = make_poster(rt.config, rt.reports_dir)
+    summary = Delivery.of(deliver(rt.engine, poster, as_of, claim_timeout=rt.config.slack.claim_timeout_seconds))
     log = get_run_logger()
     log.info(
         "outbox via %s: %d sent, %d failed, %d left pending",

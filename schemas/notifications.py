@@ -33,3 +33,6 @@ class Notification(SQLModel, table=True):
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     sent_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    # Wall-clock instant a delivery run claimed the row (pending → sending): a lease, not business time.
+    # A row still `sending` long after its claim belonged to a run that died; the next run reconciles it.
+    claimed_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))

@@ -91,6 +91,8 @@ class SlackConfig(_Strict):
     timeout_seconds: int = Field(15, ge=1)
     max_retries: int = Field(3, ge=0, le=10)
     backoff_seconds: float = Field(0.5, ge=0)
+    # A post claimed this long ago and still not marked sent belonged to a run that died (docs/security.md).
+    claim_timeout_seconds: float = Field(300.0, ge=0)
 
 
 class IngestConfig(_Strict):

@@ -24,7 +24,7 @@ import os
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -39,6 +39,8 @@ from minyi.tasks.store import instant_param
 
 # A post that failed this many times is still pending; it is reported, not dropped.
 STUCK_AFTER_ATTEMPTS = 5
+METADATA_EVENT = "minyi_outbox"
+RECONCILE_PAGES = 5  # at most 1,000 of a channel's latest messages are searched for an abandoned post
 
 
 class DeliveryError(Exception):
@@ -70,6 +72,10 @@ class Poster(Protocol):
     name: str
 
     def post(self, post: Post) -> str: ...
+
+    def find(self, post: Post) -> str | None:
+        """The `ts` (or file id) of this post if the channel already has it (a run died before storing it)."""
+        ...
 
     def finish(self, conn: Connection) -> None: ...
 
@@ -137,6 +143,8 @@ class SlackPoster:
                 blocks=post.blocks,
                 thread_ts=post.thread_ts,
                 unfurl_links=False,
+                # The outbox key travels with the message, so a run that died before storing the ts can find it.
+                metadata={"event_type": METADATA_EVENT, "event_payload": {"key": post.key}},
             )
             return str(resp["ts"])
         except SlackApiError as exc:
@@ -148,6 +156,36 @@ class SlackPoster:
             raise DeliveryError(f"slack client: {exc}", transport=True) from None
         except OSError as exc:
             raise DeliveryError(f"slack unreachable: {exc}", transport=True) from None
+
+    def find(self, post: Post) -> str | None:
+        """Look for the post among the channel's (or thread's) latest messages: by outbox key, or for a file
+        (which cannot carry metadata) by its title and comment. Raises DeliveryError when Slack cannot answer."""
+        from slack_sdk.errors import SlackApiError, SlackClientError
+
+        title = Path(post.attachment).stem if post.attachment else None
+        cursor: str | None = None
+        try:
+            for _ in range(RECONCILE_PAGES):
+                kwargs: dict[str, Any] = {"channel": post.channel, "limit": 200, "include_all_metadata": True}
+                if cursor:
+                    kwargs["cursor"] = cursor
+                if post.thread_ts:
+                    resp = self.client.conversations_replies(ts=post.thread_ts, **kwargs)
+                else:
+                    resp = self.client.conversations_history(**kwargs)
+                for m in resp.get("messages") or []:
+                    meta = (m.get("metadata") or {}).get("event_payload") or {}
+                    if title is None and meta.get("key") == post.key:
+                        return str(m["ts"])
+                    for f in m.get("files") or [] if title is not None else []:
+                        if f.get("title") == title and (m.get("text") or "") == post.text:
+                            return str(f["id"])
+                cursor = ((resp.get("response_metadata") or {}).get("next_cursor")) or None
+                if not resp.get("has_more") or not cursor:
+                    return None
+        except (SlackApiError, SlackClientError, OSError) as exc:
+            raise DeliveryError(f"slack: cannot look for {post.key}: {exc}", transport=True) from None
+        return None
 
     def finish(self, conn: Connection) -> None:
         pass
@@ -190,6 +228,9 @@ class FilePoster:
         day = post.created_at.astimezone(self.tz).date()
         self.touched.add((day, post.channel))
         return f"file:{day.isoformat()}/{_safe_channel(post.channel)}.md#{post.id}"
+
+    def find(self, post: Post) -> str | None:
+        return None  # posting again is harmless: the channel file is rebuilt from the outbox, never appended
 
     def finish(self, conn: Connection) -> None:
         for day, channel in sorted(self.touched):
@@ -277,14 +318,76 @@ def _as_instant(value: Any) -> datetime:
     return result
 
 
-def deliver(engine: Engine, poster: Poster, as_of: datetime, limit: int | None = None) -> DeliverySummary:
+def reconcile_abandoned(engine: Engine, poster: Poster, as_of: datetime, claim_timeout: float) -> int:
+    """Rows a dead run left `sending` (claimed more than `claim_timeout` seconds ago by the wall clock).
+
+    The run may have died before posting or after Slack took the post but before
+    its `ts` was stored. Slack has no idempotency key, so the channel is asked:
+    found → `sent` with the channel's ts; not found → `pending`, posted by this pass.
+    Returns how many rows were settled. Slack not answering leaves them for the next run.
+    """
+    from minyi.tasks.days import now as wall_clock
+
+    dialect = engine.dialect.name
+    cutoff = instant_param(dialect, wall_clock() - timedelta(seconds=claim_timeout))
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT n.id, n.key, n.kind, n.channel, n.text, n.attachment, n.created_at, p.ts AS parent_ts "
+                "FROM notifications n LEFT JOIN notifications p ON p.key = n.thread_of "
+                "WHERE n.status = 'sending' AND (n.claimed_at IS NULL OR n.claimed_at <= :cut) ORDER BY n.id"
+            ),
+            {"cut": cutoff},
+        ).all()
+    settled = 0
+    for row in rows:
+        post = Post(
+            id=row.id,
+            key=row.key,
+            kind=row.kind,
+            channel=row.channel,
+            text=mask_text(row.text),
+            blocks=None,
+            attachment=row.attachment,
+            thread_ts=row.parent_ts,
+            created_at=_as_instant(row.created_at),
+        )
+        try:
+            ts = poster.find(post)
+        except DeliveryError:
+            break
+        with engine.begin() as conn:
+            if ts:
+                conn.execute(
+                    text(
+                        "UPDATE notifications SET status = 'sent', ts = :ts, sent_at = :now, attempts = attempts + 1, "
+                        "last_error = NULL WHERE id = :id AND status = 'sending'"
+                    ),
+                    {"id": row.id, "ts": ts, "now": instant_param(dialect, as_of)},
+                )
+            else:
+                conn.execute(
+                    text("UPDATE notifications SET status = 'pending' WHERE id = :id AND status = 'sending'"),
+                    {"id": row.id},
+                )
+        settled += 1
+    return settled
+
+
+def deliver(
+    engine: Engine, poster: Poster, as_of: datetime, limit: int | None = None, claim_timeout: float = 300.0
+) -> DeliverySummary:
     """Post every pending outbox row in order; store each `ts`; failures stay pending for the next run.
 
     A thread reply waits until its parent has a `ts` (normally posted earlier in
     the same pass). When Slack is unreachable or still rate-limiting after the
-    retry handlers, the pass stops: the rest would fail the same way.
+    retry handlers, the pass stops: the rest would fail the same way. Rows a dead
+    run left `sending` are reconciled with the channel first (`reconcile_abandoned`).
     """
+    from minyi.tasks.days import now as wall_clock
+
     summary = DeliverySummary(poster=poster.name)
+    reconcile_abandoned(engine, poster, as_of, claim_timeout)
     with engine.connect() as conn:
         rows = _load_pending(conn, limit)
     sent_ts: dict[str, str] = {}
@@ -297,8 +400,11 @@ def deliver(engine: Engine, poster: Poster, as_of: datetime, limit: int | None =
                 continue
         with engine.begin() as conn:
             claimed = conn.execute(
-                text("UPDATE notifications SET status = 'sending' WHERE id = :id AND status = 'pending'"),
-                {"id": row.id},
+                text(
+                    "UPDATE notifications SET status = 'sending', claimed_at = :claimed "
+                    "WHERE id = :id AND status = 'pending'"
+                ),
+                {"id": row.id, "claimed": instant_param(conn.dialect.name, wall_clock())},
             ).rowcount
         if not claimed:
             continue  # another run took it

@@ -31,6 +31,7 @@ class SlackPost:
     file_id: str | None = None
     file_bytes: bytes | None = None
     title: str | None = None
+    metadata: dict[str, Any] | None = None
 
 
 @dataclass
@@ -41,6 +42,8 @@ class SlackState:
     uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
     down: bool = False
     token: str | None = None
+    # Called with (method path, params) after a call is recorded and before it is answered: tests kill runs here.
+    on_call: Any = None
     counter: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -105,7 +108,10 @@ class _Handler(QuietHandler):
         if handler is None:
             self._ok({"ok": False, "error": "unknown_method"})
             return
-        self._ok(handler(params))
+        answer = handler(params)
+        if state.on_call is not None:
+            state.on_call(method, params)
+        self._ok(answer)
 
     def _ok(self, payload: dict[str, Any]) -> None:
         self.send_body(200, json.dumps(payload, ensure_ascii=False).encode("utf-8"))
@@ -122,6 +128,9 @@ class _Handler(QuietHandler):
         blocks = params.get("blocks")
         if isinstance(blocks, str):
             blocks = json.loads(blocks)
+        metadata = params.get("metadata")
+        if isinstance(metadata, str):
+            metadata = json.loads(metadata)
         state = self.app.state
         with state.lock:
             ts = state.next_ts()
@@ -132,9 +141,40 @@ class _Handler(QuietHandler):
                     text=params.get("text") or "",
                     thread_ts=params.get("thread_ts") or None,
                     blocks=blocks,
+                    metadata=metadata,
                 )
             )
         return {"ok": True, "channel": channel, "ts": ts, "message": {"text": params.get("text"), "ts": ts}}
+
+    def _message(self, p: SlackPost, metadata: bool) -> dict[str, Any]:
+        m: dict[str, Any] = {"type": "message", "ts": p.ts, "text": p.text}
+        if p.thread_ts:
+            m["thread_ts"] = p.thread_ts
+        if p.file_id:
+            m["files"] = [{"id": p.file_id, "title": p.title}]
+        if metadata and p.metadata:
+            m["metadata"] = p.metadata
+        return m
+
+    def api_conversations_history(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Top-level messages of a channel, newest first (one page: `limit`)."""
+        limit = int(params.get("limit") or 100)
+        meta = str(params.get("include_all_metadata")).lower() in ("1", "true")
+        with self.app.state.lock:
+            posts = [p for p in self.app.state.posts if p.channel == params.get("channel") and p.thread_ts is None]
+        page = [self._message(p, meta) for p in reversed(posts)][:limit]
+        return {"ok": True, "messages": page, "has_more": False}
+
+    def api_conversations_replies(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A thread: its parent, then its replies in order."""
+        ts, meta = params.get("ts"), str(params.get("include_all_metadata")).lower() in ("1", "true")
+        with self.app.state.lock:
+            posts = [
+                p
+                for p in self.app.state.posts
+                if p.channel == params.get("channel") and (p.ts == ts or p.thread_ts == ts)
+            ]
+        return {"ok": True, "messages": [self._message(p, meta) for p in posts], "has_more": False}
 
     def api_files_getUploadURLExternal(self, params: dict[str, Any]) -> dict[str, Any]:
         if not params.get("filename") or not params.get("length"):

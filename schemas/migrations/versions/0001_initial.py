@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 00:40:01.723311
+Create Date: 2026-11-25 00:56:37.403523
 """
 
 from collections.abc import Sequence
@@ -49,6 +49,7 @@ def upgrade() -> None:
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("created_at", minyi.schemas.types.UtcDateTime(timezone=True), nullable=False),
         sa.Column("sent_at", minyi.schemas.types.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("claimed_at", minyi.schemas.types.UtcDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("key"),
     )
