@@ -190,12 +190,9 @@ def test_resend_posts_the_chosen_message_again_with_a_new_ts(
 ) -> None:
     from minyi.flows.deliver import resend
 
-    slack_config(env, slack)
+    poster = slack_config(env, slack)
     put(env, msg("again"), msg("other"))
-    env.monkeypatch.setenv("MINYI_DATABASE_URL", env.url)
-    from minyi.flows.deliver import deliver_outbox
-
-    deliver_outbox(AS_OF)
+    deliver(env.engine, poster, AS_OF)
     first_ts = env.scalar("SELECT ts FROM notifications WHERE key = 'again'")
     summary = resend(keys=["again"], as_of=at("2026-11-22 11:00"))
     assert summary.sent == 1
