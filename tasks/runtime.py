@@ -45,7 +45,8 @@ class Runtime:
 
     @property
     def reports_dir(self) -> Path:
-        return self.settings.reports_dir
+        """Absolute, so writers that change directory (GX Data Docs) and operators agree on one place."""
+        return self.settings.reports_dir.resolve()
 
 
 def load_runtime(check_store: bool = True) -> Runtime:
