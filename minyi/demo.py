@@ -92,6 +92,12 @@ def run_demo(date_arg: str | None, as_of_arg: str | None, records: int) -> None:
 
         typer.echo(f"minyi demo: {answered} citizens replied; sweep at {(as_of + timedelta(hours=3)).isoformat()}")
         typer.echo(render_sweep(sweep(as_of=as_of + timedelta(hours=3))))
+
+        # The files are refreshed with the answers; what was posted this morning stays as posted.
+        from minyi.cli import render_report
+        from minyi.flows.report import report
+
+        typer.echo(render_report(report(business_date=day, as_of=as_of + timedelta(hours=3))))
         typer.echo("  visits   `minyi visits` lists the call centre's queue (MINYI_CONFIG=" + str(cfg_path) + ")")
 
 
