@@ -141,7 +141,8 @@ def instant_param(dialect_name: str, value: datetime | None) -> Any:
         raise ValueError("naive datetime refused on the bulk path")
     value = value.astimezone(UTC)
     if dialect_name == "sqlite":
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        # isoformat is ~4x faster than strftime, and this runs once per row on the bulk paths
+        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
     return value
 
 
