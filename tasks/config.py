@@ -155,8 +155,8 @@ class MinyiConfig(_Strict):
     def _known_zone(cls, v: str) -> str:
         try:
             ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown timezone {v!r}") from exc
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: a name too long for a path
+            raise ValueError(f"unknown timezone {v[:64]!r}") from exc
         return v
 
     @model_validator(mode="after")

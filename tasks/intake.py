@@ -62,6 +62,10 @@ class Quarantined:
     fingerprint: str
 
 
+def _nul_free(value: Any) -> Any:
+    return value.replace("\x00", "") if isinstance(value, str) else value
+
+
 def _text(value: Any) -> str | None:
     if value is None:
         return None
@@ -168,7 +172,7 @@ def intake(row: Any, business_date: date, tz: ZoneInfo, fields: dict[str, str] |
     ):
         reasons.append(FIELD_TOO_LONG)
     if reasons:
-        return _quarantine(row, record_id[:256] if record_id else None, reasons)
+        return _quarantine(row, record_id[:256].replace("\x00", "") if record_id else None, reasons)
 
     kind, phone = normalise_phone(r.get("phone"))
     v = r.get("citizen_name")
@@ -176,6 +180,10 @@ def intake(row: Any, business_date: date, tz: ZoneInfo, fields: dict[str, str] |
     v = r.get("summary")
     summary = v.strip() if type(v) is str else _text(v)
     assert record_id and channel and handled_at and unit_code  # narrowed by the checks above
+    # PostgreSQL text cannot hold NUL: one C-level scan per row, and a clean copy only for the rare bad row.
+    if "\x00" in f"{record_id}{unit_code}{matter}{officer_id}{name}{summary}":
+        record_id, unit_code, matter = _nul_free(record_id), _nul_free(unit_code), _nul_free(matter)
+        officer_id, name, summary = _nul_free(officer_id), _nul_free(name), _nul_free(summary)
     return Accepted(
         record_id=record_id,
         channel=channel,

@@ -116,7 +116,7 @@ def _row(reply: Reply, dialect: str, now: Any) -> dict[str, Any]:
     return {
         "reply_id": reply.reply_id,
         "phone": phone if kind == "mobile" else None,
-        "text": reply.text[:2000],
+        "text": reply.text[:2000].replace("\x00", ""),  # PostgreSQL text cannot hold NUL
         "value": parse_reply(reply.text),
         "message_id": reply.message_id,
         "received": instant_param(dialect, reply.received_at),
