@@ -23,9 +23,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from datetime import time as dtime
 from pathlib import Path
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from benchmarks.common import city_source, peak_rss_mib, throwaway_store
@@ -43,15 +44,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-async def _stage_figures(since: datetime) -> tuple[dict[str, float], int]:
-    """Seconds per flow (the loop and each stage) and task runs since `since`, read back from the Prefect API."""
+async def _stage_figures(loop_run_id: UUID) -> tuple[dict[str, float], int]:
+    """Seconds per flow (the loop and each stage) and task runs of this loop's run tree, from the Prefect API.
+
+    Only the loop's own run and its subflows count: the API may be shared with
+    other runs (a developer's server, the test session's harness).
+    """
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterStartTime
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId
 
     async with get_client() as client:
-        runs = await client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(after_=since)), limit=200
-        )
+        runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[loop_run_id])))
+        parents = [loop_run_id]
+        while parents:
+            children = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=parents)),
+                limit=200,
+            )
+            runs += children
+            parents = [r.id for r in children]
         stages: dict[str, float] = {}
         for run in sorted(runs, key=lambda r: r.start_time or r.expected_start_time):
             name = (await client.read_flow(run.flow_id)).name
@@ -59,13 +70,13 @@ async def _stage_figures(since: datetime) -> tuple[dict[str, float], int]:
         tasks = 0
         while True:
             page = await client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id={"any_": [r.id for r in runs]}), limit=200, offset=tasks
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[r.id for r in runs])), limit=200, offset=tasks
             )
             tasks += len(page)
             if len(page) < 200:
                 break
     # every subflow also shows as one wrapper task run in its parent: those are not tasks of ours
-    return stages, tasks - (len(stages) - 1)
+    return stages, tasks - (len(runs) - 1)
 
 
 def main() -> None:
@@ -115,13 +126,19 @@ def main() -> None:
             def warm_up() -> None:
                 """Start Prefect's ephemeral API before timing."""
 
-            warm_up()
-            since = datetime.now(UTC)
+            from prefect.settings import PREFECT_API_URL
+
+            if not PREFECT_API_URL.value():  # no server yet: start the ephemeral one before timing
+                warm_up()
+            load_before = os.getloadavg()[0]
             t0 = time.perf_counter()
-            summary = daily_loop(business_date=DAY, as_of=AS_OF)
+            state = daily_loop(business_date=DAY, as_of=AS_OF, return_state=True)
             loop_seconds = time.perf_counter() - t0
             rss = peak_rss_mib()
-            stages, task_runs = asyncio.run(_stage_figures(since))
+            load_after = os.getloadavg()[0]
+            summary = state.result()
+            assert state.state_details.flow_run_id is not None
+            stages, task_runs = asyncio.run(_stage_figures(state.state_details.flow_run_id))
             fetched = sum(p.fetched for p in summary.ingest.sources)
             base = baseline_seconds(url)
     finally:
@@ -142,6 +159,8 @@ def main() -> None:
         "ingest_to_baseline": round(ingest_s / base, 1) if ingest_s else None,
         "peak_rss_mib": round(rss),
         "task_runs": task_runs,
+        # the machine may be shared: the 1-minute load average before and after the loop
+        "load_average": [round(load_before, 2), round(load_after, 2)],
     }
     print(json.dumps(figures, indent=2, ensure_ascii=False))
     if args.json:
