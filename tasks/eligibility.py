@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from minyi.tasks.config import MinyiConfig
 from minyi.tasks.days import local_date
-from minyi.tasks.store import instant_param
+from minyi.tasks.store import instant_param, refresh_statistics
 
 # Every reason a follow-up may be skipped, in SPEC order.
 SKIP_REASONS: tuple[str, ...] = ("confidential", "invalid_phone", "opted_out", "stale", "duplicate_phone")
@@ -139,6 +139,8 @@ def plan_followups(conn: Connection, business_date: date, as_of: datetime, cfg: 
             "when_words": when_words(business_date, as_of, cfg),
         },
     ).rowcount
+    if planned:
+        refresh_statistics(conn, "followups")  # the relay's batch query needs them at once
     return day_plan(conn, business_date, max(planned or 0, 0))
 
 

@@ -146,6 +146,20 @@ def instant_param(dialect_name: str, value: datetime | None) -> Any:
     return value
 
 
+def refresh_statistics(conn: Connection, *tables: str) -> None:
+    """ANALYZE tables a bulk write just filled, on PostgreSQL, in the caller's transaction.
+
+    Why: autovacuum analyses a table only some time after a bulk load; until it
+    has, the planner believes a freshly loaded table is nearly empty and picks
+    plans that scan every row per query (the SMS relay's next-batch query went
+    from 0.3 ms to 24 ms per batch at 100k queued, and grows with the queue).
+    SQLite's planner needs no statistics for our queries.
+    """
+    if conn.dialect.name == "postgresql":
+        for table in tables:
+            conn.execute(text(f"ANALYZE {table}"))
+
+
 @contextmanager
 def raw_transaction(engine: Engine) -> Iterator[Any]:
     """A raw DBAPI connection in one transaction: commit on success, roll back on any error."""
