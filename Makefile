@@ -37,8 +37,11 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# The whole daily loop on N synthetic records (docs/performance.md), e.g. `make bench RECORDS=1000000 DB=postgres`.
+RECORDS ?= 100000
+DB      ?= sqlite
 bench: install
-	$(BIN)/python -m benchmarks.ingest --records 100000 --db sqlite
+	$(BIN)/python -m benchmarks.daily_loop --records $(RECORDS) --db $(DB) --json bench-results/daily-loop-$(DB)-$(RECORDS).json
 
 # Regenerate the baseline migration from the models (until the first release).
 migration: install
