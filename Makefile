@@ -26,8 +26,10 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -m "not faults" -p no:cacheprovider
 
+# The fault suite in full: every seed of the kill tests (marker `faults`), the upstream and store faults,
+# and the bad-input corpus with 10x the examples; `make test` runs the reduced form (no marker).
 faults: install
-	$(BIN)/python -m pytest -q -m faults -p no:cacheprovider
+	MINYI_FAULTS_FULL=1 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/test_faults.py tests/test_bad_input.py
 
 lint: install
 	$(BIN)/ruff check .

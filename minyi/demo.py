@@ -55,6 +55,7 @@ def run_demo(date_arg: str | None, as_of_arg: str | None, records: int) -> None:
     tz = zoneinfo.ZoneInfo(DEMO_TZ)
     as_of = parse_instant(as_of_arg) if as_of_arg else datetime.combine(local_date(now(), tz), time(9, 5), tz)
     day = parse_date(date_arg) if date_arg else local_date(as_of, tz) - timedelta(days=1)
+    os.environ.setdefault("MINYI_DEMO", "1")  # the synthetic city may use the public demo pseudonym key quietly
     settings = Settings()
     home = settings.home / "demo"
     home.mkdir(parents=True, exist_ok=True)

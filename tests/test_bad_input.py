@@ -6,6 +6,7 @@ documented kind; nothing raises anything else and nothing crashes a batch.
 
 from __future__ import annotations
 
+import os
 import string
 from datetime import date
 from typing import Any
@@ -52,7 +53,8 @@ RECORD = st.builds(
 )
 ANY_ROW = st.one_of(RECORD, JSON)
 TALLY: dict[str, int] = {"records": 0, "replies": 0, "cli": 0, "config": 0}
-FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FULL = os.environ.get("MINYI_FAULTS_FULL") == "1"  # `make faults`: ten times the examples
+FAST = settings(max_examples=3000 if FULL else 300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @FAST
@@ -200,3 +202,9 @@ def test_a_page_of_strange_replies_is_stored_whole_and_the_cursor_moves_on(
     TALLY["replies"] += len(replies)
     assert summary.new == 60 and summary.unmatched == 60
     assert env.scalar("SELECT cursor FROM sms_cursors") == "c:60"
+
+
+def test_zz_bad_input_tally(capsys: pytest.CaptureFixture[str]) -> None:
+    """Print how many bad inputs of each kind this session tried."""
+    with capsys.disabled():
+        print(f"\nbad inputs tried: {TALLY} (total {sum(TALLY.values())})")
