@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from minyi.tasks.masking import mask_text
@@ -29,28 +28,40 @@ class Message:
     thread_of: str | None = None
 
 
+_INSERT = (
+    "INSERT INTO notifications (key, kind, channel, text, blocks, attachment, thread_of, status, attempts, "
+    "created_at) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, 'pending', 0, {p}) ON CONFLICT (key) DO NOTHING"
+)
+_INSERT_BY_STYLE = {
+    "qmark": _INSERT.format(p="?"),
+    "format": _INSERT.format(p="%s"),
+    "pyformat": _INSERT.format(p="%s"),
+}
+
+
 def enqueue(conn: Connection, messages: list[Message], now: datetime) -> int:
-    """Insert messages not already in the outbox; returns how many were new. Text is masked here too."""
+    """Insert messages not already in the outbox; returns how many were new. Text is masked here too.
+
+    Why the driver's executemany with tuples: an escalation catch-up enqueues ~2.6
+    posts per order (millions at a million orders), and SQLAlchemy's per-row
+    parameter handling for `text()` cost more than the insert itself.
+    """
     if not messages:
         return 0
     ts = instant_param(conn.dialect.name, now)
-    result = conn.execute(
-        text(
-            "INSERT INTO notifications (key, kind, channel, text, blocks, attachment, thread_of, status, attempts, "
-            "created_at) VALUES (:key, :kind, :channel, :text, :blocks, :attachment, :thread_of, 'pending', 0, :now) "
-            "ON CONFLICT (key) DO NOTHING"
-        ),
+    result = conn.exec_driver_sql(
+        _INSERT_BY_STYLE[conn.dialect.paramstyle],
         [
-            {
-                "key": m.key,
-                "kind": m.kind,
-                "channel": m.channel,
-                "text": mask_text(m.text),
-                "blocks": mask_text(m.blocks) if m.blocks else None,
-                "attachment": m.attachment,
-                "thread_of": m.thread_of,
-                "now": ts,
-            }
+            (
+                m.key,
+                m.kind,
+                m.channel,
+                mask_text(m.text),
+                mask_text(m.blocks) if m.blocks else None,
+                m.attachment,
+                m.thread_of,
+                ts,
+            )
             for m in messages
         ],
     )
