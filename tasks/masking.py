@@ -31,6 +31,10 @@ _MOBILE_IN_TEXT = re.compile(
     r"(?<![\d])(?:(?:\+|00)?86" + _DIGIT_GAP + r")?"
     r"(1[3-9]\d)" + _DIGIT_GAP + r"(\d{4})" + _DIGIT_GAP + r"(\d{4})(?![\d])"
 )
+# Every match of _MOBILE_IN_TEXT holds its group 1 as is: text without it has no number to mask.
+# Why the pre-check: the full pattern costs ~5 µs on a typical post (it backtracks at every
+# position), the pre-check ~0.2 µs, and the outbox masks every post (millions in a catch-up sweep).
+_MAYBE_MOBILE = re.compile(r"1[3-9]\d")
 
 PII_KEY_ENV = "MINYI_PII_KEY"
 # Documented in docs/security.md: fine for the synthetic city, never for citizens' numbers.
@@ -62,6 +66,8 @@ def mask_name(name: str | None) -> str:
 
 def mask_text(text: str) -> str:
     """Mask any mobile number embedded in free text (summaries, error messages, log lines)."""
+    if not _MAYBE_MOBILE.search(text):
+        return text
     return _MOBILE_IN_TEXT.sub(lambda m: f"{m.group(1)}****{m.group(3)}", text)
 
 
