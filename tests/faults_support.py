@@ -63,10 +63,21 @@ def config_text(source_url: str, sms_url: str, slack_url: str, **over: dict[str,
 
 
 @dataclass
+class EditableFeed(CityFeed):
+    """The city, with rows an upstream system edited after they were first served."""
+
+    edits: dict[tuple[str, date, int], dict[str, Any]] = field(default_factory=dict)
+
+    def rows(self, source: str, day: date, start: int, stop: int) -> list[Any]:
+        out = super().rows(source, day, start, stop)
+        return [{**r, **self.edits.get((source, day, start + i), {})} for i, r in enumerate(out)]
+
+
+@dataclass
 class World:
     env: Env
     records_per_day: int = 120
-    feed: CityFeed = field(init=False)
+    feed: EditableFeed = field(init=False)
     source: SourceServer = field(init=False)
     gateway: SmsGateway = field(init=False)
     slack: SlackApiServer = field(init=False)
@@ -75,7 +86,7 @@ class World:
     def __post_init__(self) -> None:
         from prefect.settings import PREFECT_API_URL
 
-        self.feed = CityFeed(CityConfig(records_per_day=self.records_per_day, messy_share=0.05))
+        self.feed = EditableFeed(CityConfig(records_per_day=self.records_per_day, messy_share=0.05))
         self.source = SourceServer(self.feed).start()  # type: ignore[assignment]
         self.gateway = SmsGateway().start()  # type: ignore[assignment]
         self.slack = SlackApiServer(token=SLACK_TOKEN).start()  # type: ignore[assignment]
@@ -100,7 +111,11 @@ class World:
 
     def run(self, *args: str, timeout: float = 240) -> str:
         proc = subprocess.run(
-            [sys.executable, "-m", "minyi.cli", *args], env=self.cli_env(), capture_output=True, text=True, timeout=timeout
+            [sys.executable, "-m", "minyi.cli", *args],
+            env=self.cli_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         assert proc.returncode == 0, f"minyi {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
         return proc.stdout

@@ -63,6 +63,8 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b'{"error":"injected"}'
     delay: float = 0.0
+    drop: bool = False  # close the connection without an answer (a dead proxy, a reset)
+    content_type: str = "application/json"
 
 
 @dataclass
@@ -112,7 +114,11 @@ class _Handler(QuietHandler):
             fault = st.faults.popleft() if st.faults else st.always
         if fault is not None:
             time.sleep(fault.delay)
-            return self.send_body(fault.status, fault.body, **fault.headers)
+            if fault.drop:
+                self.close_connection = True
+                self.connection.close()
+                return None
+            return self.send_body(fault.status, fault.body, fault.content_type, **fault.headers)
         if st.token and self.headers.get("Authorization") != f"Bearer {st.token}":
             return self.send_body(401, b'{"error":"unauthorized"}')
         try:
