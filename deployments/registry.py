@@ -1,8 +1,9 @@
 """The deployments of SPEC §9, in one list that both `minyi serve` and `deployments/prefect.yaml` are built from.
 
-Scheduled: the daily loop at 09:00, the sweep every hour 09:15–21:15 and the
+Scheduled: the daily loop at 09:00, the sweep every hour 09:15–21:15, the
 monthly assessment on the 1st (10:00, after the 09:00 loop has closed the
-month's last business date), all in the bureau's local time. Everything else is
+month's last business date) and the nightly retention run at 03:30, all in the
+bureau's local time. Everything else is
 an operator deployment with no schedule, run from the UI's "Run" form.
 
 Each deployment names the Prefect flow it runs by the flow's *name*; the flow
@@ -43,6 +44,8 @@ SPECS: tuple[DeploymentSpec, ...] = (
     DeploymentSpec("daily-loop", ("daily-loop",), cron="0 9 * * *", tags=("scheduled",)),
     DeploymentSpec("sweep", ("sweep",), cron="15 9-21 * * *", tags=("scheduled",)),
     DeploymentSpec("monthly-assessment", ("monthly-assessment", "assessment"), cron="0 10 1 * *", tags=("scheduled",)),
+    # PIPL retention: de-identify what is older than retention_days, nightly, away from the day's work
+    DeploymentSpec("retention", ("retention",), cron="30 3 * * *", tags=("scheduled",)),
     # operator flows: unscheduled, typed forms in the UI
     DeploymentSpec("backfill", ("backfill",), tags=("operator",)),
     DeploymentSpec("record-visit", ("record-visit",), tags=("operator",)),
