@@ -15,6 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -243,6 +244,27 @@ def _waiting(conn: Connection) -> tuple[int, int]:
     return queued, held
 
 
+_NEXT_BATCH = text(
+    "SELECT f.id, f.message_id, f.phone_norm, f.sms_text FROM followups f "
+    f"WHERE f.sms_status = 'queued' AND f.id > :last AND NOT {_HELD} "
+    "ORDER BY f.id LIMIT :n"
+)
+_MARK_SENT = text(
+    "UPDATE followups SET sms_status = 'sent', sent_at = :at WHERE id IN :ids AND sms_status = 'queued'"
+).bindparams(bindparam("ids", expanding=True))
+_MARK_REJECTED = text(
+    "UPDATE followups SET sms_status = 'rejected', gateway_error = :err WHERE id = :id AND sms_status = 'queued'"
+)
+
+
+def _store_answers(engine: Engine, now: Any, sent_ids: list[int], rejected: list[dict[str, Any]]) -> None:
+    with engine.begin() as conn:
+        if sent_ids:  # one statement per batch: the common case costs one round trip
+            conn.execute(_MARK_SENT, {"at": now, "ids": sent_ids})
+        if rejected:
+            conn.execute(_MARK_REJECTED, rejected)
+
+
 def flush_outbox(
     engine: Engine, cfg: MinyiConfig, client: GatewayClient, as_of: datetime, log: Any = log
 ) -> FlushSummary:
@@ -251,6 +273,13 @@ def flush_outbox(
     Each batch's answers are stored in their own transaction, with `sent_at` = as_of
     (the run's instant, never the wall clock). A gateway failure stops the relay;
     what is still queued leaves with the next run.
+
+    Why a writer thread: storing batch k's answers (an UPDATE and a commit) overlaps
+    sending batch k+1, which does not depend on it (the next batch is read by id
+    after batch k's last id). At most one store is in flight, and every store has
+    finished (or raised) before this returns. A run killed in between leaves at most
+    two batches queued that the gateway already has: the next run sends them again
+    with the same message ids, and the gateway answers `duplicate` (counted as sent).
     """
     started = time.perf_counter()
     window = in_send_window(as_of, cfg)
@@ -260,62 +289,53 @@ def flush_outbox(
     if window:
         now = instant_param(engine.dialect.name, as_of)
         last_id = 0
-        try:
-            while True:
-                with engine.connect() as conn:
-                    rows = conn.execute(
-                        text(
-                            "SELECT f.id, f.message_id, f.phone_norm, f.sms_text FROM followups f "
-                            f"WHERE f.sms_status = 'queued' AND f.id > :last AND NOT {_HELD} "
-                            "ORDER BY f.id LIMIT :n"
-                        ),
-                        {"last": last_id, "n": client.batch_size},
-                    ).all()
-                if not rows:
-                    break
-                last_id = rows[-1].id
-                ids = {r.message_id: r.id for r in rows}
-                results = client.send_batch([OutgoingSms(r.message_id, r.phone_norm, r.sms_text) for r in rows])
-                summary.batches += 1
-                sent_ids: set[int] = set()
-                rejected: list[dict[str, Any]] = []
-                for res in results:
-                    fid = ids.get(res.message_id)
-                    if fid is None or fid in sent_ids:
-                        continue  # an answer for a message we did not send in this batch: ignore it
-                    if res.status == "rejected":
-                        rejected.append({"id": fid, "err": mask_text(res.error or "rejected")[:500]})
-                    else:
-                        sent_ids.add(fid)
-                        summary.duplicate += res.status == "duplicate"
-                summary.sent += len(sent_ids)
-                summary.rejected += len(rejected)
-                if len(sent_ids) + len(rejected) < len(rows):
-                    log.warning(
-                        "sms gateway answered %d of %d messages; the rest stay queued",
-                        len(sent_ids) + len(rejected),
-                        len(rows),
-                    )
-                with engine.begin() as conn:
-                    if sent_ids:  # one statement per batch: the common case costs one round trip
-                        conn.execute(
-                            text(
-                                "UPDATE followups SET sms_status = 'sent', sent_at = :at "
-                                "WHERE id IN :ids AND sms_status = 'queued'"
-                            ).bindparams(bindparam("ids", expanding=True)),
-                            {"at": now, "ids": sorted(sent_ids)},
+        sent = duplicate = rejected_total = batches = 0
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sms-store") as writer:
+            storing: Future[None] | None = None
+            try:
+                while True:
+                    with engine.connect() as conn:
+                        rows = conn.execute(_NEXT_BATCH, {"last": last_id, "n": client.batch_size}).all()
+                    if not rows:
+                        break
+                    last_id = rows[-1].id
+                    ids = {r.message_id: r.id for r in rows}
+                    results = client.send_batch([OutgoingSms(r.message_id, r.phone_norm, r.sms_text) for r in rows])
+                    batches += 1
+                    sent_ids: set[int] = set()
+                    rejected: list[dict[str, Any]] = []
+                    for res in results:
+                        fid = ids.get(res.message_id)
+                        if fid is None or fid in sent_ids:
+                            continue  # an answer for a message we did not send in this batch: ignore it
+                        if res.status == "rejected":
+                            rejected.append({"id": fid, "err": mask_text(res.error or "rejected")[:500]})
+                        else:
+                            sent_ids.add(fid)
+                            duplicate += res.status == "duplicate"
+                    sent += len(sent_ids)
+                    rejected_total += len(rejected)
+                    if len(sent_ids) + len(rejected) < len(rows):
+                        log.warning(
+                            "sms gateway answered %d of %d messages; the rest stay queued",
+                            len(sent_ids) + len(rejected),
+                            len(rows),
                         )
-                    if rejected:
-                        conn.execute(
-                            text(
-                                "UPDATE followups SET sms_status = 'rejected', gateway_error = :err "
-                                "WHERE id = :id AND sms_status = 'queued'"
-                            ),
-                            rejected,
-                        )
-        except SmsGatewayError as exc:
-            summary.error = mask_text(str(exc))
-            log.error("sms relay stopped: %s", summary.error)
+                    if storing is not None:
+                        storing.result()
+                    storing = writer.submit(_store_answers, engine, now, sorted(sent_ids), rejected)
+            except SmsGatewayError as exc:
+                summary.error = mask_text(str(exc))
+                log.error("sms relay stopped: %s", summary.error)
+            finally:
+                if storing is not None:
+                    storing.result()
+                summary.sent, summary.duplicate, summary.rejected, summary.batches = (
+                    sent,
+                    duplicate,
+                    rejected_total,
+                    batches,
+                )
     with engine.connect() as conn:
         summary.queued, summary.held = _waiting(conn)
     summary.seconds = round(time.perf_counter() - started, 3)
