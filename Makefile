@@ -45,9 +45,10 @@ DB      ?= sqlite
 bench: install
 	$(BIN)/python -m benchmarks.daily_loop --records $(RECORDS) --db $(DB) --json bench-results/daily-loop-$(DB)-$(RECORDS).json
 
-# Regenerate the baseline migration from the models (until the first release).
+# A new migration revision from the models' changes: make migration MSG="add orders.priority"
 migration: install
-	$(BIN)/python -m minyi.devtools regenerate-initial
+	@test -n "$(MSG)" || { echo 'usage: make migration MSG="what changed"' >&2; exit 2; }
+	$(BIN)/python -m minyi.devtools revision "$(MSG)"
 	$(BIN)/ruff format schemas/migrations/versions
 	$(BIN)/ruff check --fix --quiet schemas/migrations/versions || true
 

@@ -12,7 +12,7 @@ from tests.support import Env
 def test_migrations_match_models(env: Env) -> None:
     with env.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), metadata)
-    assert diff == [], "models changed without a migration: run `make migration`"
+    assert diff == [], "models changed without a migration: run `make migration MSG=...`"
 
 
 def test_instants_come_back_tz_aware_and_equal(env: Env) -> None:
