@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import resource
+import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +18,13 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 PG_ADMIN_URL = os.environ.get("MINYI_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now, for a stand-in started in another process."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def peak_rss_mib() -> float:

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,19 +28,13 @@ from pathlib import Path
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from benchmarks.common import city_source, peak_rss_mib, throwaway_store
+from benchmarks.common import city_source, free_port, peak_rss_mib, throwaway_store
 from benchmarks.ingest import baseline_seconds
 from minyi.demo import demo_config_text
 
 TZ = ZoneInfo("Asia/Shanghai")
 DAY = date(2026, 11, 21)
 AS_OF = datetime.combine(date(2026, 11, 22), dtime(9, 0), TZ)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def _stage_figures(loop_run_id: UUID) -> tuple[dict[str, float], int]:
@@ -89,7 +82,7 @@ def main() -> None:
     from minyi.tasks.runtime import quiet_third_parties
 
     quiet_third_parties()
-    sms_port = _free_port()
+    sms_port = free_port()
     gateway = subprocess.Popen(
         [sys.executable, "-m", "minyi.sim.sms_gateway", "--port", str(sms_port)], stdout=subprocess.PIPE, text=True
     )

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,18 +23,12 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from benchmarks.common import peak_rss_mib, throwaway_store
+from benchmarks.common import free_port, peak_rss_mib, throwaway_store
 
 TZ = ZoneInfo("Asia/Shanghai")
 DAY = date(2026, 11, 21)
 AS_OF = datetime(2026, 11, 22, 9, 0, tzinfo=TZ)
 CHUNK = 5000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _load(url: str, n: int) -> None:
@@ -72,7 +65,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     args = parser.parse_args()
 
-    port = _free_port()
+    port = free_port()
     gateway = subprocess.Popen(
         [sys.executable, "-m", "minyi.sim.sms_gateway", "--port", str(port)],
         stdout=subprocess.PIPE,
