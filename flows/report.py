@@ -133,8 +133,18 @@ def report(business_date: date | None = None, as_of: datetime | None = None) -> 
         as_of: The instant the clocks are evaluated at, with its UTC offset. Empty = the real clock.
     """
     day, now = resolve_day(business_date, as_of, load_runtime().tz)
-    assessment, rect, directory = build_reports(day, now)
-    enqueued = enqueue_summaries(assessment, rect, f"{directory}/assessment.png", now)
+    return _publish(day, now)
+
+
+def _publish(day: date, now: datetime, monthly: bool = False) -> ReportSummary:
+    """Files, summaries to the channels, delivery and artifacts: the same steps for the daily and monthly reports.
+
+    The monthly report has no rectification part; its files go to `monthly/{YYYY-MM}/`.
+    """
+    assessment, rect, directory = build_reports(day, now, directory_name=f"monthly/{day:%Y-%m}" if monthly else None)
+    if monthly:
+        rect = None
+    enqueued = enqueue_summaries(assessment, rect, f"{directory}/assessment.png", now, monthly=monthly)
     delivery = deliver_outbox(now)
     publish_artifacts(assessment, rect)
     return ReportSummary(
@@ -143,8 +153,8 @@ def report(business_date: date | None = None, as_of: datetime | None = None) -> 
         directory=directory,
         units=len(assessment["units"]),
         units_missing_targets=sum(1 for u in assessment["units"] if not u["meets_targets"]),
-        orders_listed=rect["summary"]["orders"],
-        overdue=rect["summary"]["overdue"],
+        orders_listed=rect["summary"]["orders"] if rect else 0,
+        overdue=rect["summary"]["overdue"] if rect else 0,
         messages_enqueued=enqueued,
         delivery=delivery,
     )
@@ -177,18 +187,4 @@ def monthly_assessment(month: str | None = None, as_of: datetime | None = None) 
         end = (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
     else:
         end = previous_month_end(now, rt.tz)
-    assessment, _, directory = build_reports(end, now, directory_name=f"monthly/{end:%Y-%m}")
-    enqueued = enqueue_summaries(assessment, None, f"{directory}/assessment.png", now, monthly=True)
-    delivery = deliver_outbox(now)
-    publish_artifacts(assessment, None)
-    return ReportSummary(
-        business_date=end,
-        as_of=now,
-        directory=directory,
-        units=len(assessment["units"]),
-        units_missing_targets=sum(1 for u in assessment["units"] if not u["meets_targets"]),
-        orders_listed=0,
-        overdue=0,
-        messages_enqueued=enqueued,
-        delivery=delivery,
-    )
+    return _publish(end, now, monthly=True)
