@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime
 
 from sqlalchemy import BigInteger, Column, ForeignKey, Index, Text
+from sqlalchemy import text as sql
 from sqlmodel import Field, SQLModel
 
 from minyi.schemas.types import BigId, UtcDateTime
@@ -19,6 +20,8 @@ class Followup(SQLModel, table=True):
     """The follow-up decided for one record when its business date was first planned.
 
     plan: `sms` | `manual` (landline: a visit, no SMS) | `skipped` (see skip_reason).
+    The SMS text is not stored: the relay composes it when the message leaves (tasks/sms.py), so "昨日"
+    is true on the day the citizen reads it, even for a message a quality gate held.
     sms_status (plan = sms): `queued` → `sent` | `rejected`. A queued message whose phone opts out, or
     that goes stale while held, becomes `skipped` with that reason before it could leave.
     replied_at: the first reply of any kind (opt-outs included): the "no reply" visit rule's clock stops.
@@ -31,7 +34,13 @@ class Followup(SQLModel, table=True):
         Index("ix_followups_business_date_source", "business_date", "source"),
         Index("ix_followups_sms_status", "sms_status", "id"),  # the relay walks queued rows in id order
         Index("ix_followups_phone_norm", "phone_norm"),
-        Index("ix_followups_manual_reason", "manual_reason"),
+        # the visit queue reads only queued visits; a partial index costs nothing for the million rows without one
+        Index(
+            "ix_followups_manual_reason",
+            "manual_reason",
+            sqlite_where=sql("manual_reason IS NOT NULL"),
+            postgresql_where=sql("manual_reason IS NOT NULL"),
+        ),
     )
 
     id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
@@ -47,7 +56,6 @@ class Followup(SQLModel, table=True):
     skip_reason: str | None = Field(default=None, max_length=32)
     # 'minyi:' || source || ':' || record_id — deterministic, so a re-run or a rebuilt store never sends twice.
     message_id: str | None = Field(default=None, max_length=255, unique=True)
-    sms_text: str | None = Field(default=None, sa_column=Column(Text))
     sms_status: str | None = Field(default=None, max_length=16)
     gateway_error: str | None = Field(default=None, sa_column=Column(Text))
     planned_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))

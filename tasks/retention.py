@@ -7,7 +7,7 @@ what identifies the citizen:
 
 - records: `citizen_name` and `summary` → NULL, `phone_norm` → `phone_hmac` (a keyed
   pseudonym, so "how many distinct citizens" and joins between old rows still work);
-- followups: `phone_norm` → the same pseudonym, `sms_text` → NULL once it left;
+- followups: `phone_norm` → the same pseudonym (the SMS text is never stored: the relay composes it);
 - answers, orders, order_events: free-text `note` → NULL (an operator may have typed anything);
 - quarantine: the raw JSON keeps only the fields that identify no one;
 - sms_replies received before the cutoff: `phone_norm` → pseudonym, `text` → a marker.
@@ -104,12 +104,16 @@ def deidentify_day(conn: Connection, day: date) -> RetentionSummary:
             ),
             pairs,
         )
-        conn.execute(
-            text(
-                "UPDATE followups SET phone_norm = :h WHERE business_date = :d AND phone_norm = :p "
-                "AND (sms_status IS NULL OR sms_status <> 'queued')"
-            ),
-            pairs,
+        out.followups = max(
+            conn.execute(
+                text(
+                    "UPDATE followups SET phone_norm = :h WHERE business_date = :d AND phone_norm = :p "
+                    "AND (sms_status IS NULL OR sms_status <> 'queued')"
+                ),
+                pairs,
+            ).rowcount
+            or 0,
+            0,
         )
     out.records = max(
         conn.execute(
@@ -121,17 +125,6 @@ def deidentify_day(conn: Connection, day: date) -> RetentionSummary:
         ).rowcount
         or 0,
         len(pairs),
-    )
-    out.followups = max(
-        conn.execute(
-            text(
-                "UPDATE followups SET sms_text = NULL WHERE business_date = :d AND sms_text IS NOT NULL "
-                "AND sms_status <> 'queued'"
-            ),
-            {"d": day},
-        ).rowcount
-        or 0,
-        0,
     )
     of_day = "SELECT id FROM followups WHERE business_date = :d"
     for sql in (

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from minyi.tasks.config import MinyiConfig, SmsConfig, secret_from_env
 from minyi.tasks.days import local_date
+from minyi.tasks.eligibility import sms_text, when_words
 from minyi.tasks.errors import MinyiError
 from minyi.tasks.masking import mask_text
 from minyi.tasks.retry import RETRYABLE_STATUS, Backoff, parse_retry_after
@@ -245,10 +246,36 @@ def _waiting(conn: Connection) -> tuple[int, int]:
 
 
 _NEXT_BATCH = text(
-    "SELECT f.id, f.message_id, f.phone_norm, f.sms_text FROM followups f "
+    "SELECT f.id, f.message_id, f.phone_norm, f.business_date, r.matter, u.name AS unit_name "
+    "FROM followups f JOIN records r ON r.id = f.record_pk LEFT JOIN units u ON u.code = f.unit_code "
     f"WHERE f.sms_status = 'queued' AND f.id > :last AND NOT {_HELD} "
     "ORDER BY f.id LIMIT :n"
 )
+
+
+class MessageTexts:
+    """The SMS text of each queued follow-up, composed as it leaves (SPEC §4's example).
+
+    Why at send time: "昨日" must be true on the day the citizen reads it, and a message
+    held by a quality gate may leave days after its business date. A day's million
+    messages share a few hundred (date, unit, matter) texts, so each is built once.
+    """
+
+    def __init__(self, cfg: MinyiConfig, as_of: datetime) -> None:
+        self._cfg = cfg
+        self._as_of = as_of
+        self._texts: dict[tuple[date, str | None, str | None], str] = {}
+
+    def __call__(self, business_date: date | str, unit_name: str | None, matter: str | None) -> str:
+        day = business_date if isinstance(business_date, date) else date.fromisoformat(business_date)
+        key = (day, unit_name, matter)
+        composed = self._texts.get(key)
+        if composed is None:
+            when = when_words(day, self._as_of, self._cfg)
+            composed = self._texts[key] = sms_text(self._cfg.sms.signature, when, unit_name or None, matter)
+        return composed
+
+
 _MARK_SENT = text(
     "UPDATE followups SET sms_status = 'sent', sent_at = :at WHERE id IN :ids AND sms_status = 'queued'"
 ).bindparams(bindparam("ids", expanding=True))
@@ -288,6 +315,7 @@ def flush_outbox(
         summary.opted_out, summary.stale = withdraw_unsendable(conn, as_of, cfg)
     if window:
         now = instant_param(engine.dialect.name, as_of)
+        compose = MessageTexts(cfg, as_of)
         last_id = 0
         sent = duplicate = rejected_total = batches = 0
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sms-store") as writer:
@@ -300,7 +328,12 @@ def flush_outbox(
                         break
                     last_id = rows[-1].id
                     ids = {r.message_id: r.id for r in rows}
-                    results = client.send_batch([OutgoingSms(r.message_id, r.phone_norm, r.sms_text) for r in rows])
+                    results = client.send_batch(
+                        [
+                            OutgoingSms(r.message_id, r.phone_norm, compose(r.business_date, r.unit_name, r.matter))
+                            for r in rows
+                        ]
+                    )
                     batches += 1
                     sent_ids: set[int] = set()
                     rejected: list[dict[str, Any]] = []

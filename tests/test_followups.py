@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -148,6 +148,28 @@ def test_the_sms_names_the_unit_and_the_matter() -> None:
     assert sms_text("青岛公安", "昨日", "市南分局八大关派出所", "household_registration") == (
         "【青岛公安】您好，您昨日在市南分局八大关派出所办理的户籍业务已办结。回复1满意，2基本满意，3不满意。回复TD退订。"
     )
+
+
+def test_the_text_is_composed_when_the_message_leaves_naming_unit_matter_and_day(
+    env: Env, gateway: SmsGateway
+) -> None:
+    from minyi.tasks.eligibility import sms_text
+    from tests.support import UNITS
+
+    rt = configure(env, gateway)
+    later = DAY + timedelta(days=1)
+    add_records(rt, [make_record(1, DAY, matter="entry_exit", unit_code="QD-XX-NEW")])
+    plan(rt)  # 2026-11-22 09:00, but no relay runs that day: the message waits
+    add_records(rt, [make_record(2, later)], day=later)
+    next_morning = at("2026-11-23 09:00")
+    plan(rt, as_of=next_morning, day=later)
+    flush(rt, as_of=next_morning)  # `later` is yesterday; DAY's message, planned a day earlier, is not
+    texts = {d.to: d.text for d in gateway.delivered.values()}
+    assert texts == {
+        make_record(1, DAY)["phone"]: sms_text("青岛公安", "于11月21日", None, "entry_exit"),
+        make_record(2, later)["phone"]: sms_text("青岛公安", "昨日", UNITS[2]["name"], "police_call"),
+    }
+    assert "在公安机关办理的出入境业务" in texts[make_record(1, DAY)["phone"]]  # an unknown unit, named generically
 
 
 # --- eligibility, each rule and its reason --------------------------------------------------------

@@ -101,7 +101,6 @@ def test_retention_de_identifies_old_records_and_follow_ups_and_keeps_every_coun
     assert (
         env.scalar("SELECT COUNT(*) FROM followups WHERE business_date = :d AND phone_norm NOT LIKE 'h:%'", d=OLD) == 0
     )
-    assert env.scalar("SELECT COUNT(*) FROM followups WHERE business_date = :d AND sms_text IS NOT NULL", d=OLD) == 0
     assert env.scalar("SELECT COUNT(*) FROM sms_replies WHERE text LIKE '%张三%' OR phone_norm NOT LIKE 'h:%'") == 0
     assert env.scalar("SELECT raw FROM quarantine").find("13800000099") == -1
     new = env.rows("SELECT citizen_name, phone_norm FROM records WHERE business_date = :d", d=NEW)
