@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import orjson
@@ -42,15 +43,15 @@ class SmsGatewayError(MinyiError):
     """The gateway failed past every retry, or broke its contract; queued messages wait for the next run."""
 
 
-@dataclass(frozen=True)
-class OutgoingSms:
+class OutgoingSms(NamedTuple):
+    """One message of a batch (a tuple: a million are built a day)."""
+
     message_id: str
     to: str
     text: str
 
 
-@dataclass(frozen=True)
-class SendResult:
+class SendResult(NamedTuple):
     message_id: str
     status: str  # accepted | duplicate | rejected
     error: str | None = None
@@ -245,12 +246,22 @@ def _waiting(conn: Connection) -> tuple[int, int]:
     return queued, held
 
 
-_NEXT_BATCH = text(
-    "SELECT f.id, f.message_id, f.phone_norm, f.business_date, r.matter, u.name AS unit_name "
+# Raw DBAPI (placeholders filled per dialect): a million rows a day are read here, and
+# SQLAlchemy's Row objects cost more than the query.
+_NEXT_BATCH = (
+    "SELECT f.id, f.message_id, f.phone_norm, f.business_date, r.matter, u.name "
     "FROM followups f JOIN records r ON r.id = f.record_pk LEFT JOIN units u ON u.code = f.unit_code "
-    f"WHERE f.sms_status = 'queued' AND f.id > :last AND NOT {_HELD} "
-    "ORDER BY f.id LIMIT :n"
+    f"WHERE f.sms_status = 'queued' AND f.id > {{p}} AND NOT {_HELD} "
+    "ORDER BY f.id LIMIT {p}"
 )
+_MARK_SENT = text(
+    "UPDATE followups SET sms_status = 'sent', sent_at = :at WHERE id IN :ids AND sms_status = 'queued'"
+).bindparams(bindparam("ids", expanding=True))
+_MARK_REJECTED = text(
+    "UPDATE followups SET sms_status = 'rejected', gateway_error = :err WHERE id = :id AND sms_status = 'queued'"
+)
+# Batches on the wire at once: while the gateway handles one, the next is read and composed.
+IN_FLIGHT = 2
 
 
 class MessageTexts:
@@ -300,13 +311,6 @@ def flush_outbox(
     Each batch's answers are stored in their own transaction, with `sent_at` = as_of
     (the run's instant, never the wall clock). A gateway failure stops the relay;
     what is still queued leaves with the next run.
-
-    Why a writer thread: storing batch k's answers (an UPDATE and a commit) overlaps
-    sending batch k+1, which does not depend on it (the next batch is read by id
-    after batch k's last id). At most one store is in flight, and every store has
-    finished (or raised) before this returns. A run killed in between leaves at most
-    two batches queued that the gateway already has: the next run sends them again
-    with the same message ids, and the gateway answers `duplicate` (counted as sent).
     """
     started = time.perf_counter()
     window = in_send_window(as_of, cfg)
@@ -314,62 +318,104 @@ def flush_outbox(
     with engine.begin() as conn:
         summary.opted_out, summary.stale = withdraw_unsendable(conn, as_of, cfg)
     if window:
-        now = instant_param(engine.dialect.name, as_of)
-        compose = MessageTexts(cfg, as_of)
-        last_id = 0
-        sent = duplicate = rejected_total = batches = 0
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sms-store") as writer:
-            storing: Future[None] | None = None
-            try:
-                while True:
-                    with engine.connect() as conn:
-                        rows = conn.execute(_NEXT_BATCH, {"last": last_id, "n": client.batch_size}).all()
-                    if not rows:
-                        break
-                    last_id = rows[-1].id
-                    ids = {r.message_id: r.id for r in rows}
-                    results = client.send_batch(
-                        [
-                            OutgoingSms(r.message_id, r.phone_norm, compose(r.business_date, r.unit_name, r.matter))
-                            for r in rows
-                        ]
-                    )
-                    batches += 1
-                    sent_ids: set[int] = set()
-                    rejected: list[dict[str, Any]] = []
-                    for res in results:
-                        fid = ids.get(res.message_id)
-                        if fid is None or fid in sent_ids:
-                            continue  # an answer for a message we did not send in this batch: ignore it
-                        if res.status == "rejected":
-                            rejected.append({"id": fid, "err": mask_text(res.error or "rejected")[:500]})
-                        else:
-                            sent_ids.add(fid)
-                            duplicate += res.status == "duplicate"
-                    sent += len(sent_ids)
-                    rejected_total += len(rejected)
-                    if len(sent_ids) + len(rejected) < len(rows):
-                        log.warning(
-                            "sms gateway answered %d of %d messages; the rest stay queued",
-                            len(sent_ids) + len(rejected),
-                            len(rows),
-                        )
-                    if storing is not None:
-                        storing.result()
-                    storing = writer.submit(_store_answers, engine, now, sorted(sent_ids), rejected)
-            except SmsGatewayError as exc:
-                summary.error = mask_text(str(exc))
-                log.error("sms relay stopped: %s", summary.error)
-            finally:
-                if storing is not None:
-                    storing.result()
-                summary.sent, summary.duplicate, summary.rejected, summary.batches = (
-                    sent,
-                    duplicate,
-                    rejected_total,
-                    batches,
-                )
+        _Relay(engine, client, MessageTexts(cfg, as_of), instant_param(engine.dialect.name, as_of), log).run(summary)
     with engine.connect() as conn:
         summary.queued, summary.held = _waiting(conn)
     summary.seconds = round(time.perf_counter() - started, 3)
     return summary
+
+
+class _Relay:
+    """One pass over the queued messages: read, compose, send and store, overlapped.
+
+    Why overlapped: the gateway is another process. While it handles batch k, batch
+    k+1 is read and composed and sent on a second connection (at most IN_FLIGHT on
+    the wire), and batch k-1's answers are stored by a writer thread (at most one
+    store in flight). Batches are disjoint (read by id after the last one read), so
+    their order does not matter. Every send and store has finished (or raised) before
+    `run` returns. A run killed in between leaves at most IN_FLIGHT + 1 batches queued
+    that the gateway already has: the next run sends them again with the same message
+    ids, and the gateway answers `duplicate` (counted as sent).
+    """
+
+    def __init__(self, engine: Engine, client: GatewayClient, compose: MessageTexts, now: Any, log: Any) -> None:
+        self.engine, self.client, self.compose, self.now, self.log = engine, client, compose, now, log
+        self.next_batch_sql = _NEXT_BATCH.format(p="?" if engine.dialect.name == "sqlite" else "%s")
+        self.last_id = 0
+
+    def _read(self) -> list[tuple[Any, ...]]:
+        with self.engine.connect() as conn:
+            cur = conn.connection.cursor()
+            try:
+                cur.execute(self.next_batch_sql, (self.last_id, self.client.batch_size))
+                rows = cur.fetchall()
+            finally:
+                cur.close()
+        if rows:
+            self.last_id = rows[-1][0]
+        return rows
+
+    def _messages(self, rows: list[tuple[Any, ...]]) -> list[OutgoingSms]:
+        compose = self.compose
+        return [OutgoingSms(mid, phone, compose(day, unit, matter)) for _, mid, phone, day, matter, unit in rows]
+
+    def run(self, summary: FlushSummary) -> None:
+        sending: deque[tuple[list[tuple[Any, ...]], Future[list[SendResult]]]] = deque()
+        storing: Future[None] | None = None
+        exhausted = False
+        with (
+            ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix="sms-send") as senders,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="sms-store") as writer,
+        ):
+            try:
+                while True:
+                    while not exhausted and summary.error is None and len(sending) < IN_FLIGHT:
+                        rows = self._read()
+                        if not rows:
+                            exhausted = True
+                            break
+                        sending.append((rows, senders.submit(self.client.send_batch, self._messages(rows))))
+                    if not sending:
+                        break
+                    rows, answer = sending.popleft()
+                    try:
+                        results = answer.result()
+                    except SmsGatewayError as exc:
+                        if summary.error is None:  # stop reading; batches already on the wire are still settled
+                            summary.error = mask_text(str(exc))
+                            self.log.error("sms relay stopped: %s", summary.error)
+                        continue
+                    summary.batches += 1
+                    sent_ids, rejected = self._settle(rows, results, summary)
+                    if storing is not None:
+                        storing.result()
+                    storing = writer.submit(_store_answers, self.engine, self.now, sent_ids, rejected)
+            finally:
+                for _, answer in sending:  # only after an unexpected error: let nothing run on unrecorded
+                    answer.cancel()
+                if storing is not None:
+                    storing.result()
+
+    def _settle(
+        self, rows: list[tuple[Any, ...]], results: list[SendResult], summary: FlushSummary
+    ) -> tuple[list[int], list[dict[str, Any]]]:
+        """The batch's answers as ids to mark sent and rows to mark rejected; counted into `summary`."""
+        ids = {row[1]: row[0] for row in rows}
+        sent_ids: set[int] = set()
+        rejected: list[dict[str, Any]] = []
+        for res in results:
+            fid = ids.get(res.message_id)
+            if fid is None or fid in sent_ids:
+                continue  # an answer for a message we did not send in this batch: ignore it
+            if res.status == "rejected":
+                rejected.append({"id": fid, "err": mask_text(res.error or "rejected")[:500]})
+            else:
+                sent_ids.add(fid)
+                summary.duplicate += res.status == "duplicate"
+        summary.sent += len(sent_ids)
+        summary.rejected += len(rejected)
+        if len(sent_ids) + len(rejected) < len(rows):
+            self.log.warning(
+                "sms gateway answered %d of %d messages; the rest stay queued", len(sent_ids) + len(rejected), len(rows)
+            )
+        return sorted(sent_ids), rejected
