@@ -8,8 +8,8 @@ SMS gateway runs in its own process; Slack is disabled (posts become files). The
 loop runs at 09:00 local of the next day, inside the send window, so every
 eligible SMS leaves. The baseline, measured in the same run, inserts the same
 records with sqlite3 executemany in one transaction (PostgreSQL: COPY) into an
-index-free copy of the table. Per-stage seconds come from the Prefect API (the
-stage subflows' own start and end), task runs are counted there too.
+index-free copy of the table. Per-stage seconds are the loop's own (its summary),
+task runs are counted in the Prefect API.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ DAY = date(2026, 11, 21)
 AS_OF = datetime.combine(date(2026, 11, 22), dtime(9, 0), TZ)
 
 
-async def _stage_figures(loop_run_id: UUID) -> tuple[dict[str, float], int]:
-    """Seconds per flow (the loop and each stage) and task runs of this loop's run tree, from the Prefect API.
+async def _task_runs(loop_run_id: UUID) -> int:
+    """Task runs of this loop's run tree, from the Prefect API.
 
     Only the loop's own run and its subflows count: the API may be shared with
     other runs (a developer's server, the test session's harness).
@@ -56,10 +56,6 @@ async def _stage_figures(loop_run_id: UUID) -> tuple[dict[str, float], int]:
             )
             runs += children
             parents = [r.id for r in children]
-        stages: dict[str, float] = {}
-        for run in sorted(runs, key=lambda r: r.start_time or r.expected_start_time):
-            name = (await client.read_flow(run.flow_id)).name
-            stages[name] = round(stages.get(name, 0.0) + run.total_run_time.total_seconds(), 2)
         tasks = 0
         while True:
             page = await client.read_task_runs(
@@ -69,7 +65,7 @@ async def _stage_figures(loop_run_id: UUID) -> tuple[dict[str, float], int]:
             if len(page) < 200:
                 break
     # every subflow also shows as one wrapper task run in its parent: those are not tasks of ours
-    return stages, tasks - (len(runs) - 1)
+    return tasks - (len(runs) - 1)
 
 
 def main() -> None:
@@ -131,7 +127,8 @@ def main() -> None:
             load_after = os.getloadavg()[0]
             summary = state.result()
             assert state.state_details.flow_run_id is not None
-            stages, task_runs = asyncio.run(_stage_figures(state.state_details.flow_run_id))
+            task_runs = asyncio.run(_task_runs(state.state_details.flow_run_id))
+            stages = summary.seconds
             fetched = sum(p.fetched for p in summary.ingest.sources)
             base = baseline_seconds(url)
     finally:

@@ -146,8 +146,13 @@ def followup(business_date: date | None = None, as_of: datetime | None = None) -
         business_date: Local business date to plan. Empty = the day before as_of.
         as_of: The instant "now" (send window, staleness, sent_at), with its UTC offset. Empty = the real clock.
     """
+    day, now = resolve_day(business_date, as_of, load_runtime().tz)
+    return followup_stage(day, now)
+
+
+def followup_stage(day: date, now: datetime) -> FollowupSummary:
+    """The followup flow's steps, as tasks of whichever flow calls it (the daily loop runs them in its own run)."""
     rt = load_runtime()
-    day, now = resolve_day(business_date, as_of, rt.tz)
     replies = ingest_replies_task(now)
     plan = plan_followups_task(day, now)
     sms = send_sms_task(now)

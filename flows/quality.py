@@ -38,6 +38,11 @@ def quality(business_date: date | None = None, as_of: datetime | None = None, fo
         force: Release every held gate of this date (an operator checked the volume and lets its SMS go).
     """
     day, now = resolve_day(business_date, as_of, load_runtime().tz)
+    return quality_stage(day, now, force)
+
+
+def quality_stage(day: date, now: datetime, force: bool = False) -> QualitySummary:
+    """The quality flow's steps, as tasks of whichever flow calls it (the daily loop runs them in its own run)."""
     found = validate(day, now)
     summary = record(day, now, found, force)
     create_markdown_artifact(

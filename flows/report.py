@@ -133,6 +133,11 @@ def report(business_date: date | None = None, as_of: datetime | None = None) -> 
         as_of: The instant the clocks are evaluated at, with its UTC offset. Empty = the real clock.
     """
     day, now = resolve_day(business_date, as_of, load_runtime().tz)
+    return report_stage(day, now)
+
+
+def report_stage(day: date, now: datetime) -> ReportSummary:
+    """The report flow's steps, as tasks of whichever flow calls it (the daily loop runs them in its own run)."""
     return _publish(day, now)
 
 

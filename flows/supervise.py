@@ -75,6 +75,11 @@ def supervise(as_of: datetime | None = None) -> SuperviseSummary:
         as_of: The instant "now" the clocks are read at, with its UTC offset. Empty = the real clock.
     """
     _, now = resolve_day(None, as_of, load_runtime().tz)
+    return supervise_stage(now)
+
+
+def supervise_stage(now: datetime) -> SuperviseSummary:
+    """The supervise flow's steps, as tasks of whichever flow calls it (the daily loop runs them in its own run)."""
     opened, computed, pending, warned = open_orders_task(now)
     fired = escalate_task(now)
     return SuperviseSummary(
