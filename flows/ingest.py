@@ -11,14 +11,23 @@ from prefect.futures import as_completed
 
 from minyi.flows.naming import by_business_date
 from minyi.tasks.days import resolve_day
-from minyi.tasks.ingest import IngestSummary, SourcePull, announce_ingest, prepare_units, pull_source_pages
+from minyi.tasks.ingest import (
+    IngestSummary,
+    SourcePull,
+    announce_ingest,
+    ingest_workers,
+    prepare_units,
+    pull_order,
+    pull_source_pages,
+)
+from minyi.tasks.ingest_worker import worker_pool
 from minyi.tasks.runtime import load_runtime
 
 
 @task(name="pull-source", task_run_name="pull-{source}-{business_date}", cache_policy=NO_CACHE)
-def pull_source(source: str, business_date: date, as_of: datetime) -> SourcePull:
-    """Pull one source page by page; its failure is returned, not raised, so the others go on."""
-    return pull_source_pages(load_runtime(), source, business_date, as_of, get_run_logger())
+def pull_source(source: str, business_date: date, as_of: datetime, pool: str | None = None) -> SourcePull:
+    """Pull one source page by page (in a worker process of `pool`, if any); a failure is returned, not raised."""
+    return pull_source_pages(load_runtime(), source, business_date, as_of, get_run_logger(), pool)
 
 
 @flow(name="ingest", flow_run_name=by_business_date("ingest"))
@@ -26,6 +35,9 @@ def ingest(
     business_date: date | None = None, as_of: datetime | None = None, sources: list[str] | None = None
 ) -> IngestSummary:
     """Pull every configured source (or only `sources`) for the business date, page by page.
+
+    Sources are pulled concurrently, in `ingest.workers` worker processes (default:
+    one per core, at most two) or, with one worker or one source, in this process.
 
     Args:
         business_date: Local business date to pull. Empty = the day before as_of.
@@ -37,14 +49,15 @@ def ingest(
     names = sources or [s.name for s in rt.config.sources]
     for name in names:
         rt.config.source(name)  # an unknown name stops here, before any work
-    prepare_units(rt)
-    progress = create_progress_artifact(0.0, description=f"ingest {day}: sources pulled")
-    futures = [pull_source.submit(name, day, now) for name in names]
-    pulls: list[SourcePull] = []
-    for fut in as_completed(futures):
-        pulls.append(fut.result())
-        if progress:
-            update_progress_artifact(progress, 100.0 * len(pulls) / max(len(names), 1))
+    with worker_pool(ingest_workers(rt, len(names))) as pool:
+        prepare_units(rt)
+        progress = create_progress_artifact(0.0, description=f"ingest {day}: sources pulled")
+        futures = [pull_source.submit(name, day, now, pool) for name in pull_order(rt, names, day)]
+        pulls: list[SourcePull] = []
+        for fut in as_completed(futures):
+            pulls.append(fut.result())
+            if progress:
+                update_progress_artifact(progress, 100.0 * len(pulls) / max(len(names), 1))
     summary = announce_ingest(rt, day, now, sorted(pulls, key=lambda p: p.source))
     create_table_artifact(
         key="ingest-summary",

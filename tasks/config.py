@@ -103,6 +103,9 @@ class IngestConfig(_Strict):
     max_attempts: int = Field(6, ge=1, le=20)
     backoff_seconds: float = Field(0.5, ge=0)
     max_backoff_seconds: float = Field(60.0, ge=0)
+    # Worker processes pulling sources (at most one per source); 1 = in the flow's process.
+    # Unset = min(2, CPU count). docs/ingest.md.
+    workers: int | None = Field(None, ge=1, le=64)
 
 
 class SourceConfig(_Strict):

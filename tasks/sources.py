@@ -23,6 +23,7 @@ from minyi.tasks.errors import SourceError
 from minyi.tasks.retry import RETRYABLE_STATUS, Backoff, parse_retry_after
 
 MAX_PAGE_BYTES = 16 * 1024 * 1024
+UNSET: Any = object()  # `token` not given: read it from the source's `token_env`
 log = logging.getLogger("minyi.sources")
 
 
@@ -54,13 +55,15 @@ class SourceClient:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rand: random.Random | None = None,
+        token: str | None = UNSET,
     ) -> None:
         self.source = source
         self.page_size = ingest.page_size
         self.backoff = Backoff(ingest.max_attempts, ingest.backoff_seconds, ingest.max_backoff_seconds)
         self._sleep = sleep
         self._rand = rand
-        token = secret_from_env(source.token_env)
+        if token is UNSET:
+            token = secret_from_env(source.token_env)
         headers = {"Accept": "application/json", "User-Agent": "minyi"}
         if token:
             headers["Authorization"] = f"Bearer {token}"

@@ -69,6 +69,121 @@ def test_intake_never_raises_it_accepts_or_quarantines_with_reasons(row: Any) ->
         assert len(out.record_id) <= 128 and (out.citizen_name is None or len(out.citizen_name) <= 100)
 
 
+HANDLED_AT = st.sampled_from(
+    [
+        "2026-11-21T08:06:49+08:00",
+        "2026-11-21 08:06:49",
+        " 2026-11-20T00:00:00+08:00 ",
+        "2026-11-19T23:59:59+08:00",
+        "2026-11-22T23:59:59",
+        "2026-11-23T00:00:00+08:00",
+        "2026-11-21T00:00:00Z",
+        "2026-11-21T01:02:03.5+00:00",
+        "昨天下午",
+        "",
+    ]
+)
+PAGE_ROW = st.one_of(
+    RECORD,
+    st.builds(lambda r, h: {**r, "handled_at": h}, RECORD.filter(lambda r: isinstance(r, dict)), HANDLED_AT),
+    JSON,
+)
+
+
+@FAST
+@given(
+    st.lists(PAGE_ROW, max_size=40),
+    st.sampled_from(["sqlite", "postgresql"]),
+    st.sampled_from([None, {"record_id": "id", "phone": "caller"}]),
+)
+def test_the_bulk_intake_gives_exactly_the_rows_of_intake(rows: list[Any], dialect: str, fields: Any) -> None:
+    """`PageIntake` (the ingest path) decides and converts every row as `intake()` + the old tuple building."""
+    from minyi.tasks.record_store import bulk_instant, page_intake
+    from tests.support import at
+
+    now = bulk_instant(dialect, at("2026-11-22 09:00"))
+    day = DAY.isoformat()
+    want_rows, want_bad = [], []
+    for row in rows:
+        out = intake(row, DAY, TZ, fields)
+        if isinstance(out, Quarantined):
+            want_bad.append(out)
+            continue
+        a = out
+        handled_at = bulk_instant(dialect, a.handled_at)
+        want_rows.append(
+            (
+                *("police110", a.record_id, day, a.channel, a.matter, handled_at, a.unit_code, a.officer_id),
+                *(a.citizen_name, a.phone_norm, a.phone_kind, a.summary, a.confidential, now, now),
+            )
+        )
+    bulk = page_intake(dialect, "police110", DAY, TZ, fields)
+    TALLY["records"] += len(rows)
+    assert bulk.run(rows, now) == (want_rows, want_bad)
+    assert bulk.run(rows, now) == (want_rows, want_bad)  # again, every handled_at now from the cache
+
+
+EDGE_ROWS = [
+    make_record(1, DAY, summary=" 长" * 3000, citizen_name="  " + "名" * 150),
+    make_record(2, DAY, summary="   ", citizen_name="", officer_id="   ", matter=None),
+    make_record(3, DAY, officer_id=None, citizen_name=None, summary=None, matter="  x  "),
+    make_record(4, DAY, record_id="  R-4  ", channel=" 110 ", unit_code=" QD-A "),
+    make_record(5, DAY, record_id="R" * 128, unit_code="U" * 64, matter="m" * 64, officer_id="o" * 64),
+    make_record(6, DAY, record_id="R" * 129),
+    make_record(7, DAY, officer_id="o" * 65),
+    make_record(8, DAY, summary="a\x00b"),
+    make_record(9, DAY, record_id=123, officer_id=45.5, matter=True),
+    *[
+        make_record(10 + i, DAY, phone=p)
+        for i, p in enumerate(
+            [
+                "13812345678",
+                "12812345678",
+                "1381234567",
+                "138123456789",
+                "１３８１２３４５６７８",
+                "+86 138-1234-5678",
+                "0086 13812345678",
+                "0532-8765-4321",
+                13812345678,
+                True,
+                None,
+                "",
+                "未提供",
+                "13812345678 ",
+            ]
+        )
+    ],
+    *[
+        make_record(30 + i, DAY, confidential=c)
+        for i, c in enumerate([True, False, None, 0, 1, 0.0, "false", " No ", "yes", "", "0", [], {}])
+    ],
+    *[
+        make_record(50 + i, DAY, handled_at=h)
+        for i, h in enumerate(
+            [
+                "2026-11-21T08:06:49+08:00",
+                "2026-11-21T08:06:49+08:00",
+                "2026-11-20T00:00:00",
+                "2026-11-19T23:59:59",
+                "2026-11-22T23:59:59.999999",
+                "2026-11-23T00:00:00",
+                "2026-11-20T16:00:00Z",
+                "2026-11-20T15:59:59Z",
+                " ",
+                5,
+            ]
+        )
+    ],
+]
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_the_bulk_intake_gives_exactly_the_rows_of_intake_on_edge_rows(dialect: str) -> None:
+    for fields in (None, {"officer_id": "officer"}):
+        test_the_bulk_intake_gives_exactly_the_rows_of_intake.hypothesis.inner_test(EDGE_ROWS, dialect, fields)
+
+
 @FAST
 @given(WEIRD_TEXT | JSON)
 def test_any_phone_field_is_classified_never_raised(raw: Any) -> None:

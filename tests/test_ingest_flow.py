@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+from sqlalchemy import text
 
 from minyi.sim.source_server import Fault, SourceServer, StaticFeed
+from minyi.tasks.store import instant_param
 from tests.support import Env, at, config_toml, make_record
 
 DAY = date(2026, 11, 21)
@@ -64,13 +66,14 @@ def test_429_waits_at_least_retry_after_before_asking_again(
     assert env.scalar("SELECT COUNT(*) FROM records") == 5
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_a_forbidden_source_fails_alone_and_the_centre_is_told(
-    env: Env, server: SourceServer, feed: StaticFeed, prefect_harness: None
+    env: Env, server: SourceServer, feed: StaticFeed, prefect_harness: None, workers: int
 ) -> None:
     feed.data[("police110", DAY)] = [make_record(i, DAY) for i in range(30)]
     feed.data[("window", DAY)] = [make_record(i, DAY, record_id=f"W-{i}", channel="window") for i in range(12)]
     server.state("traffic122").always = Fault(403, body=b'{"error":"forbidden"}')
-    summary = run_ingest(env, server, ["police110", "traffic122", "window"])
+    summary = run_ingest(env, server, ["police110", "traffic122", "window"], ingest={"workers": workers})
     status = {p.source: p.status for p in summary.sources}
     assert status == {"police110": "ok", "traffic122": "failed", "window": "ok"}
     assert env.scalar("SELECT COUNT(*) FROM records") == 42
@@ -131,3 +134,23 @@ def test_re_pulling_the_same_day_changes_nothing_but_updated_fields(
     assert {after[k].id for k in after} == {before[k].id for k in before}
     assert env.scalar("SELECT COUNT(*) FROM quarantine") == 1
     assert env.scalar("SELECT fetched FROM ingest_checkpoints") == 2 * 151
+
+
+def test_sources_are_pulled_largest_first_by_their_last_pull(env: Env) -> None:
+    from minyi.tasks.ingest import pull_order
+    from minyi.tasks.runtime import load_runtime
+
+    env.write_config(config_toml())
+    rt = load_runtime()
+    with env.engine.begin() as conn:
+        for source, day, fetched in [("a", DAY.replace(day=20), 10), ("b", DAY.replace(day=20), 300),
+                                     ("c", DAY.replace(day=19), 50), ("c", DAY.replace(day=20), 20),
+                                     ("b", DAY, 1)]:  # fmt: skip
+            conn.execute(
+                text(
+                    "INSERT INTO ingest_checkpoints (source, business_date, complete, pages, fetched, updated_at) "
+                    "VALUES (:s, :d, :t, 1, :n, :now)"
+                ),
+                {"s": source, "d": day, "t": True, "n": fetched, "now": instant_param(conn.dialect.name, AS_OF)},
+            )
+    assert pull_order(rt, ["new", "a", "c", "b"], DAY) == ["b", "c", "a", "new"]
