@@ -33,7 +33,15 @@ class Followup(SQLModel, table=True):
     __table_args__ = (
         Index("ix_followups_business_date_source", "business_date", "source"),
         Index("ix_followups_sms_status", "sms_status", "id"),  # the relay walks queued rows in id order
-        Index("ix_followups_phone_norm", "phone_norm"),
+        # a reply without message_id answers the latest SMS sent to its phone (SPEC §4): only sent rows need it,
+        # so planning a million follow-ups does not pay a million random inserts into a phone index
+        Index(
+            "ix_followups_sent_phone",
+            "phone_norm",
+            "sent_at",
+            sqlite_where=sql("sms_status = 'sent'"),
+            postgresql_where=sql("sms_status = 'sent'"),
+        ),
         # the visit queue reads only queued visits; a partial index costs nothing for the million rows without one
         Index(
             "ix_followups_manual_reason",

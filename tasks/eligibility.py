@@ -68,8 +68,8 @@ def sms_text(signature: str, when: str, unit_name: str | None, matter: str | Non
     )
 
 
-# Rules 1–4 are a CASE per record, in SPEC order (level v). Rule 5 ranks a phone's still-eligible records,
-# counting SMS already planned for the phone and date by earlier runs. Ranking every record would sort the
+# Rules 1–4 are a CASE per record, in SPEC order (verdicts). Rule 5 ranks a phone's still-eligible records,
+# counting SMS already planned for the phone and date by earlier runs (planned). Ranking every record would sort the
 # whole day by phone (3.3 s of the 1M-record statement on SQLite), so only `crowded` phones are ranked: those
 # with more of the day's unplanned mobile records than the limit, or with an SMS planned by an earlier run.
 # Any other phone has at most `max_per_phone` candidates, so each is sent. Rows are inserted in the order of
@@ -77,13 +77,17 @@ def sms_text(signature: str, when: str, unit_name: str | None, matter: str | Non
 _PLAN = """
 INSERT INTO followups (record_pk, source, record_id, business_date, unit_code, phone_norm, plan, skip_reason,
     message_id, sms_status, planned_at, manual_reason, manual_queued_at)
-WITH crowded AS (
+WITH planned AS (
+    SELECT f.phone_norm, COUNT(*) AS n FROM followups f
+    WHERE f.business_date = :day AND f.plan = 'sms'
+    GROUP BY f.phone_norm
+),
+crowded AS (
     SELECT r.phone_norm FROM records r
     WHERE r.business_date = :day AND r.phone_kind = 'mobile' AND r.phone_norm IS NOT NULL
       AND NOT EXISTS (SELECT 1 FROM followups f WHERE f.record_pk = r.id)
     GROUP BY r.phone_norm
-    HAVING COUNT(*) > :max_per_phone
-        OR r.phone_norm IN (SELECT f.phone_norm FROM followups f WHERE f.business_date = :day AND f.plan = 'sms')
+    HAVING COUNT(*) > :max_per_phone OR r.phone_norm IN (SELECT phone_norm FROM planned)
 ),
 verdicts AS (
     SELECT r.id, r.source, r.record_id, r.business_date, r.unit_code, r.phone_norm, r.handled_at,
@@ -105,11 +109,9 @@ decided AS (
     UNION ALL
     SELECT v.*,
         CASE WHEN ROW_NUMBER() OVER (PARTITION BY v.phone_norm ORDER BY v.handled_at DESC, v.record_id, v.source)
-                  + (SELECT COUNT(*) FROM followups f
-                     WHERE f.phone_norm = v.phone_norm AND f.business_date = v.business_date AND f.plan = 'sms')
-                  > :max_per_phone
+                  + COALESCE(p.n, 0) > :max_per_phone
              THEN 'duplicate_phone' ELSE 'sms' END
-    FROM verdicts v
+    FROM verdicts v LEFT JOIN planned p ON p.phone_norm = v.phone_norm
     WHERE v.verdict = 'sms' AND v.phone_norm IN (SELECT phone_norm FROM crowded)
 )
 SELECT d.id, d.source, d.record_id, d.business_date, d.unit_code, d.phone_norm,
