@@ -2,7 +2,7 @@
 
 Why the stages run as steps of this one flow run rather than as subflows: a
 Prefect 3.8 flow run costs ~1 s on its own (its heartbeat thread is joined on
-exit in 1 s steps), six per loop. Each stage's tasks appear under the loop's
+exit in 1 s steps), five more per loop. Each stage's tasks appear under the loop's
 run in the UI, named by stage; every stage is still its own flow and deployment
 for an operator who runs it alone.
 """
@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from minyi.flows.exclusive import AlreadyRunning, current_flow_run_holder, exclusive
 from minyi.flows.followup import FollowupSummary, followup_stage
-from minyi.flows.ingest import ingest
+from minyi.flows.ingest import ingest_stage
 from minyi.flows.naming import by_business_date
 from minyi.flows.quality import quality_stage
 from minyi.flows.report import ReportSummary, report_stage
@@ -73,7 +73,7 @@ def daily_loop(business_date: date | None = None, as_of: datetime | None = None)
     try:
         with exclusive(f"daily-loop:{day.isoformat()}", current_flow_run_holder()):
             stage = _StageClock()
-            pulled = stage("ingest", ingest, day, now)
+            pulled = stage("ingest", ingest_stage, day, now)
             checked = stage("quality", quality_stage, day, now)  # before follow-up: a held gate keeps SMS queued
             followed = stage("followup", followup_stage, day, now)
             # supervise comes after the follow-up stage: it opens orders from the answers that stage stored

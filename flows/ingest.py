@@ -44,8 +44,13 @@ def ingest(
         as_of: The instant "now", with its UTC offset. Empty = the real clock.
         sources: Only these source names (as in the config). Empty = every configured source.
     """
+    day, now = resolve_day(business_date, as_of, load_runtime().tz)
+    return ingest_stage(day, now, sources)
+
+
+def ingest_stage(day: date, now: datetime, sources: list[str] | None = None) -> IngestSummary:
+    """The ingest flow's steps, as tasks of whichever flow calls it (the daily loop runs them in its own run)."""
     rt = load_runtime()
-    day, now = resolve_day(business_date, as_of, rt.tz)
     names = sources or [s.name for s in rt.config.sources]
     for name in names:
         rt.config.source(name)  # an unknown name stops here, before any work
