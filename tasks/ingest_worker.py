@@ -177,19 +177,16 @@ def pull_job(
 
 def _run(job: dict[str, Any]) -> dict[str, Any]:
     from minyi.tasks.config import load_config
-    from minyi.tasks.pull import pull_source_day, sqlite_file, sqlite_page_lock
+    from minyi.tasks.pull import pull_source_day
     from minyi.tasks.store import get_engine
 
-    engine = get_engine(job["database_url"])
-    db_file = sqlite_file(engine)
     return pull_source_day(
-        engine,
+        get_engine(job["database_url"]),
         load_config(job["config"]),
         job["source"],
         date.fromisoformat(job["business_date"]),
         datetime.fromisoformat(job["as_of"]),
         token=job["token"],
-        lock=sqlite_page_lock(db_file) if db_file else None,
     )
 
 
@@ -224,6 +221,7 @@ def main() -> None:
     install_log_masking()
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(asctime)s | %(name)s | %(message)s")
     import minyi.tasks.pull  # noqa: F401 - imported now, while the parent sets up, not when the first job comes
+
     # stdout is the result channel: keep it to ourselves, and send any stray print to stderr.
     results_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)

@@ -12,12 +12,9 @@ the last stored page.
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Any
 
@@ -41,14 +38,12 @@ def pull_source_day(
     as_of: datetime,
     *,
     token: str | None = UNSET,
-    lock: Callable[[], Any] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Any]:
     """Pull `source` from where it stopped; a SourceError is recorded and reported as `failed`.
 
     Returns the figures of `tasks.ingest.SourcePull` as a plain dict (it crosses a
-    process boundary as JSON). `lock`, if given, makes a context manager held
-    around each page's transaction (see `sqlite_page_lock`).
+    process boundary as JSON).
     """
     cfg = config.source(source)
     started = time.perf_counter()
@@ -73,7 +68,6 @@ def pull_source_day(
                     len(page.records),
                     page.next_cursor,
                     as_of,
-                    lock() if lock else None,
                 )
                 pages += 1
                 fetched += len(page.records)
@@ -114,27 +108,3 @@ def sqlite_file(engine: Engine) -> str | None:
         return None
     db = engine.url.database
     return db if db and db != ":memory:" else None
-
-
-def sqlite_page_lock(db_file: str) -> Callable[[], Any]:
-    """A factory of context managers holding an exclusive `flock` on `<db_file>-ingest.lock`.
-
-    Why: two worker processes writing one SQLite file would otherwise meet in
-    SQLite's busy handler, which polls with sleeps of up to 100 ms; a waiter on
-    `flock` is woken the moment the other page commits. The kernel drops the
-    lock when a process dies, so a killed worker never leaves it held.
-    A file of its own, not the database: closing any descriptor of the database
-    file would drop SQLite's own POSIX locks held by this process.
-    """
-    path = f"{db_file}-ingest.lock"
-
-    @contextmanager
-    def held() -> Iterator[None]:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # closing the descriptor releases the lock
-
-    return held

@@ -10,7 +10,6 @@ staging table and one INSERT … SELECT … ON CONFLICT merge.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import partial
@@ -169,19 +168,13 @@ def store_rows(
     fetched: int,
     next_cursor: str | None,
     now: datetime,
-    lock: AbstractContextManager[Any] | None = None,
 ) -> None:
-    """`store_page` for rows already in `BULK_COLUMNS` order (`PageIntake.run`), atomically.
-
-    `lock`, when given, is held around the transaction: two ingest worker
-    processes writing one SQLite file take turns on it instead of polling
-    SQLite's busy handler (which sleeps up to 100 ms per try).
-    """
+    """`store_page` for rows already in `BULK_COLUMNS` order (`PageIntake.run`), atomically."""
     dialect = engine.dialect.name
     ts = instant_param(dialect, now)
     day = business_date.isoformat() if dialect == "sqlite" else business_date
     qrows = [(source, day, q.record_id, ",".join(q.reasons), q.raw, q.fingerprint, ts) for q in quarantined]
-    with lock or nullcontext(), raw_transaction(engine) as db:
+    with raw_transaction(engine) as db:
         if dialect == "sqlite":
             if rows:
                 db.executemany(_SQLITE_UPSERT, rows)
