@@ -1,4 +1,4 @@
-"""followups: SMS text composed at send time (column dropped), partial manual_reason and sent-phone indexes
+"""followups: SMS text composed at send time (column dropped), partial manual_reason index
 
 Revision ID: 0002
 Revises: 0001
@@ -17,15 +17,12 @@ depends_on: str | Sequence[str] | None = None
 
 
 _MANUAL = "manual_reason IS NOT NULL"
-_SENT = "sms_status = 'sent'"
 
 
 def upgrade() -> None:
     # The SMS text is composed by the relay when the message leaves; storing it cost 2.4 s a million rows.
-    # The visit queue reads only rows with a manual_reason: the index covers only those. Replies are matched by
-    # phone only against sent SMS: the phone index covers only those (planning 1M rows: 2.7 s less on SQLite).
+    # The visit queue reads only rows with a manual_reason: the index covers only those.
     op.drop_index("ix_followups_manual_reason", table_name="followups")
-    op.drop_index("ix_followups_phone_norm", table_name="followups")
     with op.batch_alter_table("followups", schema=None) as batch_op:
         batch_op.drop_column("sms_text")
     op.create_index(
@@ -35,19 +32,10 @@ def upgrade() -> None:
         sqlite_where=sa.text(_MANUAL),
         postgresql_where=sa.text(_MANUAL),
     )
-    op.create_index(
-        "ix_followups_sent_phone",
-        "followups",
-        ["phone_norm", "sent_at"],
-        sqlite_where=sa.text(_SENT),
-        postgresql_where=sa.text(_SENT),
-    )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_followups_sent_phone", table_name="followups")
     op.drop_index("ix_followups_manual_reason", table_name="followups")
     with op.batch_alter_table("followups", schema=None) as batch_op:
         batch_op.add_column(sa.Column("sms_text", sa.TEXT(), nullable=True))
     op.create_index("ix_followups_manual_reason", "followups", ["manual_reason"])
-    op.create_index("ix_followups_phone_norm", "followups", ["phone_norm"])
