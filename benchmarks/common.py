@@ -32,6 +32,11 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def children_peak_rss_mib() -> float:
+    """The largest peak resident set among this process's finished, reaped children (e.g. ingest workers)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
 @contextmanager
 def throwaway_store(db: str) -> Iterator[str]:
     """A fresh SQLite file or PostgreSQL database, dropped afterwards."""
