@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,9 +33,48 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def children_peak_rss_mib() -> float:
-    """The largest peak resident set among this process's finished, reaped children (e.g. ingest workers)."""
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+class ChildPeakRss:
+    """The peak resident set of this process's children whose command line contains `marker`, while it runs.
+
+    Why sampled from /proc: getrusage(RUSAGE_CHILDREN) reports the largest child ever reaped, which here
+    is not an ingest worker (Prefect's and the stand-ins' processes count too). VmHWM is each child's own
+    peak, read every `interval` seconds until the child is gone.
+    """
+
+    def __init__(self, marker: str, interval: float = 0.1) -> None:
+        self.marker, self.interval = marker.encode(), interval
+        self.peaks: dict[int, int] = {}  # pid -> KiB
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="child-rss")
+
+    def __enter__(self) -> ChildPeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def max_mib(self) -> float:
+        return max(self.peaks.values(), default=0) / 1024
+
+    def _run(self) -> None:
+        me = str(os.getpid())
+        while not self._stop.wait(self.interval):
+            for proc in Path("/proc").iterdir():
+                if not proc.name.isdigit():
+                    continue
+                try:
+                    if self.marker not in (proc / "cmdline").read_bytes():
+                        continue
+                    status = (proc / "status").read_text()
+                except OSError:
+                    continue
+                fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+                if fields.get("PPid", "").strip() == me and "VmHWM" in fields:
+                    kib = int(fields["VmHWM"].split()[0])
+                    self.peaks[int(proc.name)] = max(self.peaks.get(int(proc.name), 0), kib)
 
 
 @contextmanager

@@ -28,7 +28,7 @@ from pathlib import Path
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from benchmarks.common import children_peak_rss_mib, city_source, free_port, peak_rss_mib, throwaway_store
+from benchmarks.common import ChildPeakRss, city_source, free_port, peak_rss_mib, throwaway_store
 from benchmarks.ingest import baseline_seconds
 from minyi.demo import demo_config_text
 
@@ -121,11 +121,10 @@ def main() -> None:
                 warm_up()
             load_before = os.getloadavg()[0]
             t0 = time.perf_counter()
-            state = daily_loop(business_date=DAY, as_of=AS_OF, return_state=True)
+            with ChildPeakRss("minyi.tasks.ingest_worker") as workers:
+                state = daily_loop(business_date=DAY, as_of=AS_OF, return_state=True)
             loop_seconds = time.perf_counter() - t0
             rss = peak_rss_mib()
-            # the ingest workers have exited and been reaped by now; the stand-ins (source, gateway) have not
-            workers_rss = children_peak_rss_mib()
             load_after = os.getloadavg()[0]
             summary = state.result()
             assert state.state_details.flow_run_id is not None
@@ -151,7 +150,8 @@ def main() -> None:
         "ingest_to_baseline": round(ingest_s / base, 1) if ingest_s else None,
         "peak_rss_mib": round(rss),
         # each ingest worker process peaks at most this; the loop's worst case is peak_rss_mib + workers × this
-        "ingest_worker_peak_rss_mib": round(workers_rss),
+        "ingest_worker_peak_rss_mib": round(workers.max_mib),
+        "ingest_workers": len(workers.peaks),
         "task_runs": task_runs,
         # the machine may be shared: the 1-minute load average before and after the loop
         "load_average": [round(load_before, 2), round(load_after, 2)],
