@@ -9,8 +9,11 @@ for an operator who runs it alone.
 
 from __future__ import annotations
 
+import contextvars
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Any, TypeVar
 
@@ -51,11 +54,25 @@ class _StageClock:
         self.seconds: dict[str, float] = {}
 
     def __call__(self, stage: str, fn: Callable[..., T], *args: Any) -> T:
+        self.seconds.setdefault(stage, 0.0)  # listed in the order the stages start
         started = time.perf_counter()
         try:
             return fn(*args)
         finally:
             self.seconds[stage] = round(time.perf_counter() - started, 3)
+
+
+@contextmanager
+def alongside(stage: _StageClock, name: str, fn: Callable[..., T], *args: Any) -> Iterator[Future[T]]:
+    """Run a stage in a second thread of this flow run (its tasks stay in the run); always joined on exit."""
+    context = contextvars.copy_context()  # Prefect's flow run context, so the stage's tasks belong to this run
+    stage.seconds.setdefault(name, 0.0)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"stage-{name}") as pool:
+        future = pool.submit(context.run, stage, name, fn, *args)
+        try:
+            yield future
+        finally:
+            wait([future])  # never leave the stage running past the loop, whatever happened here
 
 
 @flow(name="daily-loop", flow_run_name=by_business_date("daily-loop"))
@@ -74,8 +91,11 @@ def daily_loop(business_date: date | None = None, as_of: datetime | None = None)
         with exclusive(f"daily-loop:{day.isoformat()}", current_flow_run_holder()):
             stage = _StageClock()
             pulled = stage("ingest", ingest_stage, day, now)
-            checked = stage("quality", quality_stage, day, now)  # before follow-up: a held gate keeps SMS queued
-            followed = stage("followup", followup_stage, day, now)
+            # Quality runs beside follow-up planning (planning does not read the gates, and both are mostly
+            # database work that leaves the GIL); the SMS relay waits for the gates: a held one keeps SMS queued.
+            with alongside(stage, "quality", quality_stage, day, now) as checking:
+                followed = stage("followup", followup_stage, day, now, checking.result)
+            checked = checking.result()
             # supervise comes after the follow-up stage: it opens orders from the answers that stage stored
             supervision = stage("supervise", supervise_stage, now)
             reported = stage("report", report_stage, day, now)  # last: the summaries describe the stages above

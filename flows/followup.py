@@ -7,6 +7,7 @@ record), so the stage costs a handful of task runs at any volume.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from typing import Literal
 
@@ -150,11 +151,17 @@ def followup(business_date: date | None = None, as_of: datetime | None = None) -
     return followup_stage(day, now)
 
 
-def followup_stage(day: date, now: datetime) -> FollowupSummary:
-    """The followup flow's steps, as tasks of whichever flow calls it (the daily loop runs them in its own run)."""
+def followup_stage(day: date, now: datetime, gates_decided: Callable[[], object] | None = None) -> FollowupSummary:
+    """The followup flow's steps, as tasks of whichever flow calls it (the daily loop runs them in its own run).
+
+    `gates_decided` is called, and must return, before any SMS is sent: the daily loop plans while its
+    quality stage is still deciding the day's gates (planning does not read them; the relay does).
+    """
     rt = load_runtime()
     replies = ingest_replies_task(now)
     plan = plan_followups_task(day, now)
+    if gates_decided is not None:
+        gates_decided()  # a held gate keeps its source's SMS queued (SPEC §8): decided before the relay runs
     sms = send_sms_task(now)
     visits = queue_visits_task(now)
     orders = open_orders_task(now)

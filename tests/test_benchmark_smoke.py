@@ -48,7 +48,8 @@ def test_daily_loop_benchmark_prints_every_figure_and_stays_within_200_task_runs
     assert printed["records"] == RECORDS
     stages = printed["stage_seconds"]
     assert list(stages) == ["ingest", "quality", "followup", "supervise", "report"]  # in the loop's order
-    assert all(seconds >= 0 for seconds in stages.values()) and sum(stages.values()) <= printed["loop_seconds"]
+    # quality runs beside follow-up planning, so the stages may add up to more than the loop
+    assert all(0 <= seconds <= printed["loop_seconds"] for seconds in stages.values())
     assert printed["loop_seconds"] > 0 and printed["baseline_seconds"] > 0
     assert printed["loop_to_baseline"] > 0 and printed["ingest_to_baseline"] > 0
     assert 0 < printed["peak_rss_mib"] < 2048

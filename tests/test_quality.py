@@ -228,6 +228,29 @@ def test_a_held_source_keeps_its_sms_queued_while_the_others_are_sent(env: Env) 
         gw.stop()
 
 
+def test_the_daily_loop_sends_no_sms_for_a_source_its_quality_stage_holds(env: Env, prefect_harness: None) -> None:
+    """The loop plans while quality still validates; the relay must wait for the gates all the same."""
+    from minyi.flows.daily_loop import daily_loop
+    from minyi.sim.sms_gateway import SmsGateway
+    from minyi.sim.source_server import SourceServer, StaticFeed
+    from tests.support import make_record
+
+    with SourceServer(StaticFeed()) as src, SmsGateway() as gw:
+        sms = {"url": gw.url, "batch_size": 50, "backoff_seconds": 0.01, "max_backoff_seconds": 0.02}
+        env.write_config(config_toml({s: src.url_for(s) for s in SOURCES}, sections={"sms": sms}))
+        rt = load_runtime()
+        for source in SOURCES:
+            history(rt, source, count=20)
+        src.feed.data[("police110", DAY)] = [make_record(i, DAY) for i in range(5)]  # a quarter of its median
+        src.feed.data[("window", DAY)] = [make_record(i, DAY, record_id=f"W-{i}") for i in range(100, 120)]
+        loop = daily_loop(business_date=DAY, as_of=AS_OF)
+    gates = {s.source: s.gate for s in loop.quality.sources}
+    assert gates == {"police110": "held", "window": "pass"}
+    assert (loop.followup.sms.sent, loop.followup.sms.held) == (20, 5)
+    assert sorted(gw.delivered) == sorted(f"minyi:window:W-{i}" for i in range(100, 120))
+    assert list(loop.seconds) == ["ingest", "quality", "followup", "supervise", "report"]
+
+
 def test_force_releases_a_held_gate_and_the_release_sticks_on_later_runs(env: Env) -> None:
     rt = configure(env)
     history(rt, "police110", count=20)
