@@ -97,9 +97,15 @@ def main() -> None:
             """Start Prefect's ephemeral API before timing."""
 
         warm_up()
+        load_before = os.getloadavg()[0]
         t0 = time.perf_counter()
         summary = ingest(business_date=day, as_of=as_of)
         flow_seconds = time.perf_counter() - t0
+        load_after = os.getloadavg()[0]
+        from minyi.tasks.ingest import ingest_workers
+        from minyi.tasks.runtime import load_runtime
+
+        workers = ingest_workers(load_runtime(), len(summary.sources))
         fetched = sum(p.fetched for p in summary.sources)
         base = baseline_seconds(url)
     figures = {
@@ -112,7 +118,10 @@ def main() -> None:
         "baseline": "sqlite3 executemany, one transaction" if args.db == "sqlite" else "psycopg COPY",
         "baseline_seconds": round(base, 2),
         "ratio_to_baseline": round(flow_seconds / base, 2),
+        "workers": workers or 1,  # 1 = pulled in the flow's own process
+        "source_seconds": {p.source: p.seconds for p in summary.sources},
         "peak_rss_mib": round(peak_rss_mib()),
+        "load_average": [round(load_before, 2), round(load_after, 2)],  # 1-minute, before and after the ingest
     }
     print(json.dumps(figures, indent=2))
     if args.json:

@@ -17,7 +17,6 @@ from minyi.tasks.ingest import (
     announce_ingest,
     ingest_workers,
     prepare_units,
-    pull_order,
     pull_source_pages,
 )
 from minyi.tasks.ingest_worker import worker_pool
@@ -57,7 +56,7 @@ def ingest_stage(day: date, now: datetime, sources: list[str] | None = None) -> 
     with worker_pool(ingest_workers(rt, len(names))) as pool:
         prepare_units(rt)
         progress = create_progress_artifact(0.0, description=f"ingest {day}: sources pulled")
-        futures = [pull_source.submit(name, day, now, pool) for name in pull_order(rt, names, day)]
+        futures = [pull_source.submit(name, day, now, pool) for name in names]
         pulls: list[SourcePull] = []
         for fut in as_completed(futures):
             pulls.append(fut.result())

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from pydantic import BaseModel
-from sqlalchemy import text
 
 from minyi.tasks.config import secret_from_env
-from minyi.tasks.ingest_worker import pool_for, pull_job
+from minyi.tasks.ingest_worker import pool_for, remote_pages
 from minyi.tasks.outbox import Message, enqueue
 from minyi.tasks.pull import pull_source_day, sqlite_file
 from minyi.tasks.runtime import Runtime
@@ -61,12 +60,14 @@ def pull_source_pages(
 ) -> SourcePull:
     """Pull `source` for the day from where it stopped; a SourceError is recorded and returned as `failed`.
 
-    With `pool` (a key from `ingest_worker.worker_pool`) the pull runs in a worker
-    process; otherwise here. Either way the figures are logged here, masked.
+    With `pool` (a key from `ingest_worker.worker_pool`) each page is pulled and
+    stored by a worker process; otherwise here. Either way the figures are logged here, masked.
     """
     workers = pool_for(pool)
+    pull_page = None
     if workers is not None:
-        job = pull_job(
+        pull_page = remote_pages(
+            workers,
             rt.settings.resolved_database_url(),
             str(rt.settings.config),
             source,
@@ -74,9 +75,7 @@ def pull_source_pages(
             as_of,
             secret_from_env(rt.config.source(source).token_env),
         )
-        pull = SourcePull(**workers.call(job))
-    else:
-        pull = SourcePull(**pull_source_day(rt.engine, rt.config, source, business_date, as_of))
+    pull = SourcePull(**pull_source_day(rt.engine, rt.config, source, business_date, as_of, pull_page=pull_page))
     if pull.resumed:
         log.info("source %s: resumed %s after an interrupted pull", source, business_date)
     if pull.status != "ok":
@@ -93,29 +92,6 @@ def pull_source_pages(
         pull.quarantined,
     )
     return pull
-
-
-def pull_order(rt: Runtime, names: list[str], business_date: date) -> list[str]:
-    """Sources largest first (by their latest pull of the past week), so the workers finish together.
-
-    With two workers and sources of 35%, 25%, 15%, 15%, 7% and 3% of the rows,
-    config order can leave one worker pulling alone for the last fifth; largest
-    first is within a few percent of even. Sources never pulled keep config order.
-    """
-    with rt.engine.connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT source, business_date, fetched FROM ingest_checkpoints "
-                "WHERE business_date < :d AND business_date >= :lo AND complete = :t"
-            ),
-            {"d": business_date, "lo": business_date - timedelta(days=7), "t": True},
-        ).all()
-    latest: dict[str, tuple[date, int]] = {}
-    for src, day, fetched in rows:
-        day = date.fromisoformat(day) if isinstance(day, str) else day
-        if src not in latest or day > latest[src][0]:
-            latest[src] = (day, fetched)
-    return sorted(names, key=lambda n: -latest.get(n, (business_date, 0))[1])
 
 
 def ingest_workers(rt: Runtime, sources: int) -> int:

@@ -1,11 +1,18 @@
-"""Ingest worker processes: sources pulled in their own interpreters, so intake uses every core.
+"""Ingest worker processes: pages pulled in their own interpreters, so intake uses every core.
 
 Why processes: parsing JSON, the intake rules and binding a million rows are
 pure Python and hold the GIL, so threads pulling six sources share one core.
-A worker pulls whole sources (a source's pages follow one another by cursor)
-with its own engine, exactly as the in-process path does (`tasks/pull.py`):
-each page is stored with its cursor in one transaction, and a SourceError
-fails only that source.
+
+Who does what: each source's Prefect task (a thread of the flow's process)
+walks its cursor chain and asks the pool for one page at a time; a free worker
+fetches that page, runs intake and stores it with its cursor in one
+transaction, with its own engine (`tasks/pull.SourcePuller`, kept per source
+in the worker), and answers with the row count and the next cursor. So the
+workers are shared page by page, not source by source: sources of 35% and 3% of
+the day keep both workers busy until the last pages, whatever their order.
+When several pages wait, the source with the most pages done goes first (most
+likely the largest, which would otherwise be pulled alone at the end).
+A SourceError is sent back and fails only that source, exactly as in-process.
 
 How a worker is started: `python -m minyi.tasks.ingest_worker`, a fresh
 interpreter, like multiprocessing's "spawn" but without re-importing the
@@ -26,18 +33,22 @@ matches the stored rows, so a re-run resumes exactly there (SPEC §3).
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from typing import IO, Any
 
 import orjson
+
+from minyi.tasks.errors import SourceError
 
 
 class WorkerCrashed(RuntimeError):
@@ -86,12 +97,15 @@ class _Worker:
 
 
 class WorkerPool:
-    """At most `size` worker processes, shared by the flow's pull tasks (threads); jobs are served in order."""
+    """At most `size` worker processes, shared page by page by the flow's pull tasks (threads)."""
 
     def __init__(self, size: int) -> None:
         self.size = size
+        self._free = size
+        self._turn = threading.Condition()
+        self._waiting: deque[int] = deque()  # the callers waiting for a worker, by arrival
+        self._arrivals = itertools.count()
         self._idle: queue.LifoQueue[_Worker] = queue.LifoQueue()
-        self._slots = threading.Semaphore(size)
         self._lock = threading.Lock()
         self._workers: list[_Worker] = []
         self._closed = False
@@ -109,8 +123,28 @@ class WorkerPool:
             self._workers.append(worker)
             return worker
 
+    def _acquire(self) -> None:
+        with self._turn:
+            ticket = next(self._arrivals)
+            self._waiting.append(ticket)
+            while not (self._free > 0 and self._waiting[0] == ticket):
+                self._turn.wait()
+            self._waiting.popleft()
+            self._free -= 1
+            self._turn.notify_all()
+
+    def _release(self) -> None:
+        with self._turn:
+            self._free += 1
+            self._turn.notify_all()
+
     def call(self, job: dict[str, Any]) -> dict[str, Any]:
-        with self._slots:
+        """Run `job` on the next free worker, callers served in the order they asked.
+
+        WorkerCrashed if the job failed outside the source (the store, a bug) or the worker died.
+        """
+        self._acquire()
+        try:
             try:
                 worker = self._idle.get_nowait()
             except queue.Empty:
@@ -121,6 +155,8 @@ class WorkerPool:
                 worker.close(timeout=1.0)  # a worker that broke its protocol is not reused
                 raise
             self._idle.put(worker)
+        finally:
+            self._release()
         if "crash" in result:
             raise WorkerCrashed(result["crash"])
         return result
@@ -158,11 +194,20 @@ def pool_for(key: str | None) -> WorkerPool | None:
     return _POOLS.get(key) if key else None
 
 
-def pull_job(
-    database_url: str, config_path: str, source: str, business_date: date, as_of: datetime, token: str | None
-) -> dict[str, Any]:
-    """A job for a worker: everything it needs, resolved by the parent (a Prefect Secret token included)."""
-    return {
+def remote_pages(
+    pool: WorkerPool,
+    database_url: str,
+    config_path: str,
+    source: str,
+    business_date: date,
+    as_of: datetime,
+    token: str | None,
+) -> Callable[[str | None], tuple[int, str | None]]:
+    """`pull_page` for `pull_source_day`: each page pulled and stored by a worker of `pool`.
+
+    The parent resolves everything a worker needs (a `prefect-secret:` token included: that needs Prefect).
+    """
+    job = {
         "database_url": database_url,
         "config": config_path,
         "source": source,
@@ -171,23 +216,51 @@ def pull_job(
         "token": token,
     }
 
+    def pull_page(cursor: str | None) -> tuple[int, str | None]:
+        result = pool.call({**job, "cursor": cursor})
+        if "source_error" in result:
+            raise SourceError(result["source_error"])
+        return result["fetched"], result["next_cursor"]
+
+    return pull_page
+
 
 # ---------------------------------------------------------------------------------------------- worker
+
+_pullers: dict[tuple[str, ...], Any] = {}  # (url, config, source, day, as_of) -> SourcePuller
+_instants: dict[tuple[str, ...], dict[str, Any]] = {}  # (url, config, day) -> handled_at cache shared by sources
 
 
 def _run(job: dict[str, Any]) -> dict[str, Any]:
     from minyi.tasks.config import load_config
-    from minyi.tasks.pull import pull_source_day
+    from minyi.tasks.pull import SourcePuller
     from minyi.tasks.store import get_engine
 
-    return pull_source_day(
-        get_engine(job["database_url"]),
-        load_config(job["config"]),
-        job["source"],
-        date.fromisoformat(job["business_date"]),
-        datetime.fromisoformat(job["as_of"]),
-        token=job["token"],
-    )
+    url, cfg, source, day, as_of = (job[k] for k in ("database_url", "config", "source", "business_date", "as_of"))
+    key = (url, cfg, source, day, as_of)
+    puller = _pullers.get(key)
+    if puller is None:
+        puller = SourcePuller(
+            get_engine(url),
+            load_config(cfg),
+            source,
+            date.fromisoformat(day),
+            datetime.fromisoformat(as_of),
+            token=job["token"],
+            instants=_instants.setdefault((url, cfg, day), {}),
+        )
+        _pullers[key] = puller
+    try:
+        fetched, next_cursor = puller.pull_page(job["cursor"])
+    except SourceError as exc:
+        _pullers.pop(key).close()
+        return {"source_error": str(exc)}
+    except BaseException:
+        _pullers.pop(key).close()
+        raise
+    if next_cursor is None:
+        _pullers.pop(key).close()
+    return {"fetched": fetched, "next_cursor": next_cursor}
 
 
 def _serve(jobs_in: IO[bytes], results_out: IO[bytes]) -> None:

@@ -269,6 +269,7 @@ class PageIntake:
         fields: dict[str, str] | None,
         instant_param: Callable[[datetime], Any] = _default_instant_param,
         day_param: Any = None,
+        instants: dict[str, Any] | None = None,
     ) -> None:
         self.source = source
         self.business_date = business_date
@@ -276,7 +277,8 @@ class PageIntake:
         self.fields = fields or None
         self.instant_param = instant_param
         self.day_param = business_date if day_param is None else day_param
-        self._instants: dict[str, Any] = {}
+        # raw handled_at -> storage parameter or _OUT; may be shared by the sources of one day, zone and dialect
+        self._instants: dict[str, Any] = {} if instants is None else instants
 
     def bulk_row(self, a: Accepted, now_param: Any) -> tuple[Any, ...]:
         """The DBAPI row of an `Accepted` (the general path)."""

@@ -128,9 +128,17 @@ def bulk_instant(dialect: str, value: datetime) -> str:
 
 
 def page_intake(
-    dialect: str, source: str, business_date: date, tz: ZoneInfo, fields: dict[str, str] | None
+    dialect: str,
+    source: str,
+    business_date: date,
+    tz: ZoneInfo,
+    fields: dict[str, str] | None,
+    instants: dict[str, Any] | None = None,
 ) -> PageIntake:
-    """A `PageIntake` whose rows carry this dialect's bulk parameters (dates and instants as text)."""
+    """A `PageIntake` whose rows carry this dialect's bulk parameters (dates and instants as text).
+
+    `instants`: a handled_at cache to share with the other sources of the same day, zone and dialect.
+    """
     return PageIntake(
         source,
         business_date,
@@ -138,6 +146,7 @@ def page_intake(
         fields,
         instant_param=partial(bulk_instant, dialect),
         day_param=business_date.isoformat(),
+        instants=instants,
     )
 
 

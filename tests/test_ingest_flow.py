@@ -5,10 +5,8 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from sqlalchemy import text
 
 from minyi.sim.source_server import Fault, SourceServer, StaticFeed
-from minyi.tasks.store import instant_param
 from tests.support import Env, at, config_toml, make_record
 
 DAY = date(2026, 11, 21)
@@ -136,21 +134,26 @@ def test_re_pulling_the_same_day_changes_nothing_but_updated_fields(
     assert env.scalar("SELECT fetched FROM ingest_checkpoints") == 2 * 151
 
 
-def test_sources_are_pulled_largest_first_by_their_last_pull(env: Env) -> None:
-    from minyi.tasks.ingest import pull_order
-    from minyi.tasks.runtime import load_runtime
+def test_the_worker_pool_serves_pages_first_come_first_served() -> None:
+    import threading
+    import time
 
-    env.write_config(config_toml())
-    rt = load_runtime()
-    with env.engine.begin() as conn:
-        for source, day, fetched in [("a", DAY.replace(day=20), 10), ("b", DAY.replace(day=20), 300),
-                                     ("c", DAY.replace(day=19), 50), ("c", DAY.replace(day=20), 20),
-                                     ("b", DAY, 1)]:  # fmt: skip
-            conn.execute(
-                text(
-                    "INSERT INTO ingest_checkpoints (source, business_date, complete, pages, fetched, updated_at) "
-                    "VALUES (:s, :d, :t, 1, :n, :now)"
-                ),
-                {"s": source, "d": day, "t": True, "n": fetched, "now": instant_param(conn.dialect.name, AS_OF)},
-            )
-    assert pull_order(rt, ["new", "a", "c", "b"], DAY) == ["b", "c", "a", "new"]
+    from minyi.tasks.ingest_worker import WorkerPool
+
+    pool = WorkerPool(1)
+    got: list[str] = []
+    pool._acquire()  # the one worker is busy while the others line up
+
+    def ask(name: str) -> None:
+        pool._acquire()
+        got.append(name)
+        pool._release()
+
+    threads = [threading.Thread(target=ask, args=(n,)) for n in ("a", "b", "c", "d")]
+    for t in threads:
+        t.start()
+        time.sleep(0.05)
+    pool._release()
+    for t in threads:
+        t.join(10)
+    assert got == ["a", "b", "c", "d"]
