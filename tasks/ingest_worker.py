@@ -8,11 +8,11 @@ walks its cursor chain and asks the pool for one page at a time; a free worker
 fetches that page, runs intake and stores it with its cursor in one
 transaction, with its own engine (`tasks/pull.SourcePuller`, kept per source
 in the worker), and answers with the row count and the next cursor. So the
-workers are shared page by page, not source by source: sources of 35% and 3% of
-the day keep both workers busy until the last pages, whatever their order.
-When several pages wait, the source with the most pages done goes first (most
-likely the largest, which would otherwise be pulled alone at the end).
-A SourceError is sent back and fails only that source, exactly as in-process.
+workers are shared page by page, not source by source, first come first
+served: every source moves on at the same pace, and sources of 35% and 3% of
+the day keep both workers busy until only the largest is left, whatever their
+order and without knowing their sizes. A SourceError is sent back and fails
+only that source, exactly as in-process.
 
 How a worker is started: `python -m minyi.tasks.ingest_worker`, a fresh
 interpreter, like multiprocessing's "spawn" but without re-importing the
@@ -20,7 +20,7 @@ parent's `__main__` (the CLI, which would bring Prefect along). Never `fork`:
 the parent runs Prefect's threads, and a forked copy of a multi-threaded
 process can inherit locks held by threads that do not exist in the child.
 "forkserver" would also work but re-imports `__main__` in its server.
-A worker imports only what a pull needs (no Prefect), ~0.4 s, and the pool
+A worker imports only what a pull needs (no Prefect), ~0.3 s, and the pool
 starts its workers when the flow begins, alongside the parent's own set-up.
 
 The protocol is one JSON line per job on the worker's stdin, one per result on
