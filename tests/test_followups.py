@@ -150,9 +150,7 @@ def test_the_sms_names_the_unit_and_the_matter() -> None:
     )
 
 
-def test_the_text_is_composed_when_the_message_leaves_naming_unit_matter_and_day(
-    env: Env, gateway: SmsGateway
-) -> None:
+def test_the_text_is_composed_when_the_message_leaves_naming_unit_matter_and_day(env: Env, gateway: SmsGateway) -> None:
     from minyi.tasks.eligibility import sms_text
     from tests.support import UNITS
 
