@@ -168,7 +168,7 @@ def deidentify_day(conn: Connection, day: date) -> RetentionSummary:
         "UPDATE order_events SET note = NULL WHERE note IS NOT NULL AND order_id IN "
         f"(SELECT id FROM orders WHERE followup_id IN ({of_day}))",
     ):
-        out.notes += max(conn.execute(text(sql), {"d": day}).rowcount or 0, 0)
+        out.notes += _rowcount(conn.execute(text(sql), {"d": day}))
     rows = conn.execute(
         text("SELECT id, raw FROM quarantine WHERE business_date = :d AND raw NOT LIKE :marker"),
         {"d": day, "marker": _MARKER_LIKE},
