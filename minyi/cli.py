@@ -8,10 +8,20 @@ a second, not an ephemeral server's start-up.
 from __future__ import annotations
 
 import sys
+from datetime import date as _date
+from datetime import datetime as _datetime
 from typing import Annotated, NoReturn
 
 import typer
 
+from minyi.render import (
+    render_followup,
+    render_ingest,
+    render_quality,
+    render_report,
+    render_summary,
+    render_sweep,
+)
 from minyi.tasks.runtime import quiet_third_parties
 
 quiet_third_parties()
@@ -40,6 +50,20 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     sys.exit(code)
 
 
+def _prepare(date: str | None = None, as_of: str | None = None) -> tuple[_date | None, _datetime | None]:
+    """The preamble of every flow command: parse --date/--as-of, then load config and store.
+
+    Both are checked before Prefect starts, so a mistake costs a second, not a server's start-up.
+    """
+    from minyi.tasks.days import parse_date, parse_instant
+    from minyi.tasks.runtime import load_runtime
+
+    day = parse_date(date) if date else None
+    now = parse_instant(as_of) if as_of else None
+    load_runtime()
+    return day, now
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or migrate the store's tables to the newest schema."""
@@ -54,12 +78,7 @@ def db_upgrade() -> None:
 @app.command("run")
 def run(date: DateOpt = None, as_of: AsOfOpt = None) -> None:
     """Run the daily loop for a business date."""
-    from minyi.tasks.days import parse_date, parse_instant
-    from minyi.tasks.runtime import load_runtime
-
-    day = parse_date(date) if date else None
-    now = parse_instant(as_of) if as_of else None
-    load_runtime()
+    day, now = _prepare(date, as_of)
     from minyi.flows.daily_loop import daily_loop
 
     summary = daily_loop(business_date=day, as_of=now)
@@ -69,12 +88,7 @@ def run(date: DateOpt = None, as_of: AsOfOpt = None) -> None:
 @app.command("ingest")
 def ingest_cmd(date: DateOpt = None, as_of: AsOfOpt = None) -> None:
     """Pull every source for a business date (stage 1 alone)."""
-    from minyi.tasks.days import parse_date, parse_instant
-    from minyi.tasks.runtime import load_runtime
-
-    day = parse_date(date) if date else None
-    now = parse_instant(as_of) if as_of else None
-    load_runtime()
+    day, now = _prepare(date, as_of)
     from minyi.flows.ingest import ingest
 
     typer.echo(render_ingest(ingest(business_date=day, as_of=now)))
@@ -87,13 +101,11 @@ def backfill(
     as_of: AsOfOpt = None,
 ) -> None:
     """Re-run the daily loop for each business date from --start to --end, in order."""
-    from minyi.tasks.days import date_range, parse_date, parse_instant
-    from minyi.tasks.runtime import load_runtime
+    from minyi.tasks.days import date_range, parse_date
 
     first, last = parse_date(start, "--start"), parse_date(end, "--end")
     date_range(first, last)  # an inverted range is refused before Prefect starts
-    now = parse_instant(as_of) if as_of else None
-    load_runtime()
+    _, now = _prepare(None, as_of)
     from minyi.flows.backfill import backfill as backfill_flow
 
     for summary in backfill_flow(start=first, end=last, as_of=now).days:
@@ -130,12 +142,7 @@ def quality_cmd(
     ] = False,
 ) -> None:
     """Validate a business date's records and the store, and set the gates (stage 2 alone)."""
-    from minyi.tasks.days import parse_date, parse_instant
-    from minyi.tasks.runtime import load_runtime
-
-    day = parse_date(date) if date else None
-    now = parse_instant(as_of) if as_of else None
-    load_runtime()
+    day, now = _prepare(date, as_of)
     from minyi.flows.quality import quality
 
     typer.echo(render_quality(quality(business_date=day, as_of=now, force=force)))
@@ -144,12 +151,7 @@ def quality_cmd(
 @app.command("followup")
 def followup_cmd(date: DateOpt = None, as_of: AsOfOpt = None) -> None:
     """Plan and send the day's follow-up SMS, ingest replies, queue visits (stage 3 alone)."""
-    from minyi.tasks.days import parse_date, parse_instant
-    from minyi.tasks.runtime import load_runtime
-
-    day = parse_date(date) if date else None
-    now = parse_instant(as_of) if as_of else None
-    load_runtime()
+    day, now = _prepare(date, as_of)
     from minyi.flows.followup import followup
 
     typer.echo(render_followup(followup(business_date=day, as_of=now)))
@@ -158,11 +160,7 @@ def followup_cmd(date: DateOpt = None, as_of: AsOfOpt = None) -> None:
 @app.command("sweep")
 def sweep_cmd(as_of: AsOfOpt = None) -> None:
     """Hourly: ingest SMS replies, queue visits due, run supervision, flush the SMS outbox."""
-    from minyi.tasks.days import parse_instant
-    from minyi.tasks.runtime import load_runtime
-
-    now = parse_instant(as_of) if as_of else None
-    load_runtime()
+    _, now = _prepare(None, as_of)
     from minyi.flows.sweep import sweep
 
     typer.echo(render_sweep(sweep(as_of=now)))
@@ -171,12 +169,7 @@ def sweep_cmd(as_of: AsOfOpt = None) -> None:
 @app.command("report")
 def report_cmd(date: DateOpt = None, as_of: AsOfOpt = None) -> None:
     """Write the day's rectification and assessment reports and post their summaries (stage 5 alone)."""
-    from minyi.tasks.days import parse_date, parse_instant
-    from minyi.tasks.runtime import load_runtime
-
-    day = parse_date(date) if date else None
-    now = parse_instant(as_of) if as_of else None
-    load_runtime()
+    day, now = _prepare(date, as_of)
     from minyi.flows.report import report
 
     typer.echo(render_report(report(business_date=day, as_of=now)))
@@ -188,11 +181,7 @@ def assess_cmd(
     as_of: AsOfOpt = None,
 ) -> None:
     """The monthly assessment of a whole month, to the centre and leadership channels."""
-    from minyi.tasks.days import parse_instant
-    from minyi.tasks.runtime import load_runtime
-
-    now = parse_instant(as_of) if as_of else None
-    load_runtime()
+    _, now = _prepare(None, as_of)
     from minyi.flows.report import monthly_assessment
 
     typer.echo(render_report(monthly_assessment(month=month, as_of=now)))
@@ -208,11 +197,10 @@ def resend_cmd(
     as_of: AsOfOpt = None,
 ) -> None:
     """Post chosen channel messages again on purpose (a normal re-run never posts twice)."""
-    from minyi.tasks.days import parse_instant
     from minyi.tasks.runtime import load_runtime
     from minyi.tasks.slack import select_for_resend
 
-    now = parse_instant(as_of) if as_of else None
+    _, now = _prepare(None, as_of)
     rt = load_runtime()
     with rt.engine.connect() as conn:
         select_for_resend(conn, key or [], kind, channel)  # refuse before Prefect starts
@@ -319,11 +307,7 @@ def order_cmd(
 @app.command("retention")
 def retention_cmd(as_of: AsOfOpt = None) -> None:
     """De-identify records and follow-ups older than `retention_days` (names, numbers, free text; counts stay)."""
-    from minyi.tasks.days import parse_instant
-    from minyi.tasks.runtime import load_runtime
-
-    now = parse_instant(as_of) if as_of else None
-    load_runtime()
+    _, now = _prepare(None, as_of)
     from minyi.flows.retention import retention
 
     r = retention(as_of=now)
@@ -346,141 +330,6 @@ def demo(
     from minyi.demo import run_demo
 
     run_demo(date, as_of, records)
-
-
-def render_ingest(summary: object) -> str:
-    from minyi.tasks.ingest import IngestSummary
-
-    assert isinstance(summary, IngestSummary)
-    lines = [f"ingest {summary.business_date}:"]
-    for p in summary.sources:
-        lines.append(
-            f"  {p.source:<20} {p.status:<6} fetched {p.fetched:>7}  records {p.accepted:>7}  "
-            f"quarantined {p.quarantined:>5}  pages {p.pages:>4}" + (f"  error: {p.error}" if p.error else "")
-        )
-    if summary.unknown_units:
-        lines.append("  unknown units: " + ", ".join(f"{c} ({n})" for c, n in summary.unknown_units))
-    return "\n".join(lines)
-
-
-def _render_sms(sms: object) -> str:
-    from minyi.tasks.sms import FlushSummary
-
-    assert isinstance(sms, FlushSummary)
-    if not sms.window_open:
-        line = f"  sms      outside the send window: {sms.queued} queued for the next run"
-    else:
-        line = (
-            f"  sms      sent {sms.sent} (duplicate {sms.duplicate})  rejected {sms.rejected}  "
-            f"still queued {sms.queued} (held {sms.held})"
-        )
-    if sms.opted_out or sms.stale:
-        line += f"  withdrawn: opted out {sms.opted_out}, stale {sms.stale}"
-    return line + (f"  error: {sms.error}" if sms.error else "")
-
-
-def _render_replies(r: object) -> str:
-    from minyi.tasks.replies import ReplySummary
-
-    assert isinstance(r, ReplySummary)
-    answers = ", ".join(f"{k} {v}" for k, v in sorted(r.answers.items())) or "none"
-    return (
-        f"  replies  new {r.new}  matched {r.matched}  unmatched {r.unmatched} (in store {r.unmatched_total})  "
-        f"opt-outs {r.opt_outs}  answers: {answers}" + (f"  error: {r.error}" if r.error else "")
-    )
-
-
-def render_quality(summary: object) -> str:
-    from minyi.tasks.quality import QualitySummary
-
-    assert isinstance(summary, QualitySummary)
-    lines = [f"quality {summary.business_date}:"]
-    for s in summary.sources:
-        failed = ", ".join(o.name for o in s.expectations if o.success is False) or "none"
-        lines.append(
-            f"  {s.source:<20} gate {s.gate:<10} records {s.accepted:>7}  quarantined {s.quarantined:>5}  "
-            f"failed: {failed}"
-        )
-    for o in summary.store.expectations:
-        state = "n/a" if o.success is None else ("ok" if o.success else f"BROKEN by {o.unexpected}")
-        lines.append(f"  store    {o.name}: {state}" + (f" ({', '.join(o.sample[:5])})" if o.sample else ""))
-    if summary.report_dir:
-        lines.append(f"  report   {summary.report_dir}/quality.json")
-    return "\n".join(lines)
-
-
-def render_followup(summary: object) -> str:
-    from minyi.flows.followup import FollowupSummary
-
-    assert isinstance(summary, FollowupSummary)
-    lines = [f"followup {summary.business_date}:"]
-    if summary.plan is not None:
-        p = summary.plan
-        skipped = ", ".join(f"{k} {v}" for k, v in sorted(p.skipped.items())) or "none"
-        lines.append(f"  plan     newly decided {p.planned}  sms {p.sms}  manual {p.manual}  skipped: {skipped}")
-    lines += [_render_sms(summary.sms), _render_replies(summary.replies)]
-    lines.append(f"  visits   newly queued for no reply {summary.visits_queued}")
-    return "\n".join(lines)
-
-
-def render_sweep(summary: object) -> str:
-    from minyi.flows.sweep import SweepSummary
-
-    assert isinstance(summary, SweepSummary)
-    return "\n".join(
-        [
-            f"sweep as of {summary.as_of.isoformat()}:",
-            _render_replies(summary.replies),
-            f"  visits   newly queued for no reply {summary.visits_queued}",
-            _render_sms(summary.sms),
-        ]
-        + ([render_supervision(summary.supervision)] if summary.supervision else [])
-    )
-
-
-def render_supervision(summary: object) -> str:
-    from minyi.flows.supervise import SuperviseSummary
-
-    assert isinstance(summary, SuperviseSummary)
-    fired = ", ".join(f"{level} {n}" for level, n in summary.escalations.items())
-    line = f"  orders   opened {summary.opened}, clocks computed {summary.dues_computed}; escalations {fired}"
-    if summary.pending_calendar:
-        line += f"; {summary.pending_calendar} pending_calendar (supply [clock] calendar_file)"
-    return line
-
-
-def render_report(summary: object) -> str:
-    from minyi.flows.report import ReportSummary
-
-    assert isinstance(summary, ReportSummary)
-    lines = [
-        f"report {summary.business_date}: {summary.directory}",
-        f"  assessment  {summary.units} units, {summary.units_missing_targets} missing targets",
-        f"  orders      {summary.orders_listed} listed, {summary.overdue} overdue",
-    ]
-    if summary.delivery:
-        d = summary.delivery
-        lines.append(
-            f"  channels    {summary.messages_enqueued} new messages; via {d.poster}: {d.sent} posted, "
-            f"{d.failed} failed, {d.pending} pending"
-        )
-    return "\n".join(lines)
-
-
-def render_summary(summary: object) -> str:
-    from minyi.flows.daily_loop import LoopSummary
-
-    assert isinstance(summary, LoopSummary)
-    return "\n".join(
-        [
-            f"daily loop {summary.business_date} as of {summary.as_of.isoformat()}",
-            render_ingest(summary.ingest),
-        ]
-        + ([render_quality(summary.quality)] if summary.quality else [])
-        + ([render_followup(summary.followup)] if summary.followup else [])
-        + ([render_supervision(summary.supervision)] if summary.supervision else [])
-        + ([render_report(summary.report)] if summary.report else [])
-    )
 
 
 _USAGE_ERRORS = {"NoSuchOption", "BadParameter", "MissingParameter", "UsageError", "BadOptionUsage", "BadArgumentUsage"}

@@ -79,8 +79,8 @@ def run_demo(date_arg: str | None, as_of_arg: str | None, records: int) -> None:
         typer.echo(f"  sources  {source_server.url} ({len(SOURCES)} sources)")
         typer.echo(f"  sms      {sms_gateway.url} (local gateway)")
 
-        from minyi.cli import render_summary
         from minyi.flows.daily_loop import daily_loop
+        from minyi.render import render_summary
 
         summary = daily_loop(business_date=day, as_of=as_of)
         typer.echo(render_summary(summary))
@@ -88,15 +88,15 @@ def run_demo(date_arg: str | None, as_of_arg: str | None, records: int) -> None:
 
         # Citizens answer during the morning; the noon sweep reads them, queues visits and opens orders.
         answered = citizens_reply(rt.engine, sms_gateway, day, as_of)
-        from minyi.cli import render_sweep
         from minyi.flows.sweep import sweep
+        from minyi.render import render_sweep
 
         typer.echo(f"minyi demo: {answered} citizens replied; sweep at {(as_of + timedelta(hours=3)).isoformat()}")
         typer.echo(render_sweep(sweep(as_of=as_of + timedelta(hours=3))))
 
         # The files are refreshed with the answers; what was posted this morning stays as posted.
-        from minyi.cli import render_report
         from minyi.flows.report import report
+        from minyi.render import render_report
 
         typer.echo(render_report(report(business_date=day, as_of=as_of + timedelta(hours=3))))
         typer.echo("  visits   `minyi visits` lists the call centre's queue (MINYI_CONFIG=" + str(cfg_path) + ")")

@@ -1,0 +1,141 @@
+"""What the `minyi` commands print: one plain-text renderer per stage summary.
+
+Kept apart from the CLI so that the demo and the CLI both use it without importing each other.
+"""
+
+from __future__ import annotations
+
+
+def render_ingest(summary: object) -> str:
+    from minyi.tasks.ingest import IngestSummary
+
+    assert isinstance(summary, IngestSummary)
+    lines = [f"ingest {summary.business_date}:"]
+    for p in summary.sources:
+        lines.append(
+            f"  {p.source:<20} {p.status:<6} fetched {p.fetched:>7}  records {p.accepted:>7}  "
+            f"quarantined {p.quarantined:>5}  pages {p.pages:>4}" + (f"  error: {p.error}" if p.error else "")
+        )
+    if summary.unknown_units:
+        lines.append("  unknown units: " + ", ".join(f"{c} ({n})" for c, n in summary.unknown_units))
+    return "\n".join(lines)
+
+
+def _render_sms(sms: object) -> str:
+    from minyi.tasks.sms import FlushSummary
+
+    assert isinstance(sms, FlushSummary)
+    if not sms.window_open:
+        line = f"  sms      outside the send window: {sms.queued} queued for the next run"
+    else:
+        line = (
+            f"  sms      sent {sms.sent} (duplicate {sms.duplicate})  rejected {sms.rejected}  "
+            f"still queued {sms.queued} (held {sms.held})"
+        )
+    if sms.opted_out or sms.stale:
+        line += f"  withdrawn: opted out {sms.opted_out}, stale {sms.stale}"
+    return line + (f"  error: {sms.error}" if sms.error else "")
+
+
+def _render_replies(r: object) -> str:
+    from minyi.tasks.replies import ReplySummary
+
+    assert isinstance(r, ReplySummary)
+    answers = ", ".join(f"{k} {v}" for k, v in sorted(r.answers.items())) or "none"
+    return (
+        f"  replies  new {r.new}  matched {r.matched}  unmatched {r.unmatched} (in store {r.unmatched_total})  "
+        f"opt-outs {r.opt_outs}  answers: {answers}" + (f"  error: {r.error}" if r.error else "")
+    )
+
+
+def render_quality(summary: object) -> str:
+    from minyi.tasks.quality import QualitySummary
+
+    assert isinstance(summary, QualitySummary)
+    lines = [f"quality {summary.business_date}:"]
+    for s in summary.sources:
+        failed = ", ".join(o.name for o in s.expectations if o.success is False) or "none"
+        lines.append(
+            f"  {s.source:<20} gate {s.gate:<10} records {s.accepted:>7}  quarantined {s.quarantined:>5}  "
+            f"failed: {failed}"
+        )
+    for o in summary.store.expectations:
+        state = "n/a" if o.success is None else ("ok" if o.success else f"BROKEN by {o.unexpected}")
+        lines.append(f"  store    {o.name}: {state}" + (f" ({', '.join(o.sample[:5])})" if o.sample else ""))
+    if summary.report_dir:
+        lines.append(f"  report   {summary.report_dir}/quality.json")
+    return "\n".join(lines)
+
+
+def render_followup(summary: object) -> str:
+    from minyi.flows.followup import FollowupSummary
+
+    assert isinstance(summary, FollowupSummary)
+    lines = [f"followup {summary.business_date}:"]
+    if summary.plan is not None:
+        p = summary.plan
+        skipped = ", ".join(f"{k} {v}" for k, v in sorted(p.skipped.items())) or "none"
+        lines.append(f"  plan     newly decided {p.planned}  sms {p.sms}  manual {p.manual}  skipped: {skipped}")
+    lines += [_render_sms(summary.sms), _render_replies(summary.replies)]
+    lines.append(f"  visits   newly queued for no reply {summary.visits_queued}")
+    return "\n".join(lines)
+
+
+def render_sweep(summary: object) -> str:
+    from minyi.flows.sweep import SweepSummary
+
+    assert isinstance(summary, SweepSummary)
+    return "\n".join(
+        [
+            f"sweep as of {summary.as_of.isoformat()}:",
+            _render_replies(summary.replies),
+            f"  visits   newly queued for no reply {summary.visits_queued}",
+            _render_sms(summary.sms),
+        ]
+        + ([render_supervision(summary.supervision)] if summary.supervision else [])
+    )
+
+
+def render_supervision(summary: object) -> str:
+    from minyi.flows.supervise import SuperviseSummary
+
+    assert isinstance(summary, SuperviseSummary)
+    fired = ", ".join(f"{level} {n}" for level, n in summary.escalations.items())
+    line = f"  orders   opened {summary.opened}, clocks computed {summary.dues_computed}; escalations {fired}"
+    if summary.pending_calendar:
+        line += f"; {summary.pending_calendar} pending_calendar (supply [clock] calendar_file)"
+    return line
+
+
+def render_report(summary: object) -> str:
+    from minyi.flows.report import ReportSummary
+
+    assert isinstance(summary, ReportSummary)
+    lines = [
+        f"report {summary.business_date}: {summary.directory}",
+        f"  assessment  {summary.units} units, {summary.units_missing_targets} missing targets",
+        f"  orders      {summary.orders_listed} listed, {summary.overdue} overdue",
+    ]
+    if summary.delivery:
+        d = summary.delivery
+        lines.append(
+            f"  channels    {summary.messages_enqueued} new messages; via {d.poster}: {d.sent} posted, "
+            f"{d.failed} failed, {d.pending} pending"
+        )
+    return "\n".join(lines)
+
+
+def render_summary(summary: object) -> str:
+    from minyi.flows.daily_loop import LoopSummary
+
+    assert isinstance(summary, LoopSummary)
+    return "\n".join(
+        [
+            f"daily loop {summary.business_date} as of {summary.as_of.isoformat()}",
+            render_ingest(summary.ingest),
+        ]
+        + ([render_quality(summary.quality)] if summary.quality else [])
+        + ([render_followup(summary.followup)] if summary.followup else [])
+        + ([render_supervision(summary.supervision)] if summary.supervision else [])
+        + ([render_report(summary.report)] if summary.report else [])
+    )
