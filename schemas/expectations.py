@@ -25,10 +25,10 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import great_expectations as gx
-import great_expectations.expectations as gxe
+if TYPE_CHECKING:  # GX costs seconds to import: only the quality stage pays for it, when it runs
+    import great_expectations as gx
 
 CHANNELS: tuple[str, ...] = ("110", "122", "12345", "968110", "window", "online")
 
@@ -103,6 +103,9 @@ def _meta(name: str) -> dict[str, Any]:
 
 def batch_suite(source: str, bounds: BatchBounds) -> gx.ExpectationSuite:
     """The batch suite of SPEC §8 for one source's day (built whole: GX binds a suite to a context on `add`)."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
     expectations: list[Any] = [
         gxe.ExpectColumnValuesToBeUnique(
             column="record_id", meta=_meta(RECORD_ID_UNIQUE), description="record_id is unique within the day"
@@ -225,6 +228,9 @@ def invariant_query(inv: Invariant, since_date: date, since: str, settled: str) 
 
 def store_suite(inv: Invariant) -> gx.ExpectationSuite:
     """One invariant as a suite: its offending-rows query must return no row."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
     return gx.ExpectationSuite(
         name=f"store.{inv.name}",
         expectations=[gxe.ExpectTableRowCountToEqual(value=0, meta=_meta(inv.name), description=inv.description)],
