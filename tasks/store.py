@@ -77,8 +77,10 @@ def dispose_engines() -> None:
 def _alembic_config(engine: Engine) -> Any:
     from alembic.config import Config
 
+    import minyi.schemas.migrations as migrations  # located by package, not by this file's place in the tree
+
     cfg = Config()
-    cfg.set_main_option("script_location", str(Path(__file__).resolve().parent.parent / "schemas" / "migrations"))
+    cfg.set_main_option("script_location", str(Path(migrations.__file__).resolve().parent))
     cfg.attributes["engine"] = engine
     return cfg
 
