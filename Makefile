@@ -8,7 +8,7 @@ export GX_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export PREFECT_HOME ?= $(CURDIR)/.minyi/prefect
 
-.PHONY: install demo test test-fast lint format faults bench migration clean
+.PHONY: install demo test test-fast lint format faults bench bench-matrix migration clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,10 +40,17 @@ format: install
 	$(BIN)/ruff format .
 
 # The whole daily loop on N synthetic records (docs/performance.md), e.g. `make bench RECORDS=1000000 DB=postgres`.
+# `make bench-matrix` runs every shape the performance goals name (1M both shapes both databases, 3M SQLite).
 RECORDS ?= 100000
 DB      ?= sqlite
+SHAPE   ?= city
 bench: install
-	$(BIN)/python -m benchmarks.daily_loop --records $(RECORDS) --db $(DB) --json bench-results/daily-loop-$(DB)-$(RECORDS).json
+	$(BIN)/python -m benchmarks.daily_loop --records $(RECORDS) --db $(DB) --shape $(SHAPE) --json bench-results/daily-loop-$(DB)-$(SHAPE)-$(RECORDS).json
+
+bench-matrix: install
+	for run in "1000000 sqlite city" "1000000 sqlite one" "1000000 postgres city" "1000000 postgres one" "3000000 sqlite city"; do \
+	  set -- $$run; $(BIN)/python -m benchmarks.daily_loop --records $$1 --db $$2 --shape $$3 --json bench-results/daily-loop-$$2-$$3-$$1.json || exit 1; \
+	done
 
 # A new migration revision from the models' changes: make migration MSG="add orders.priority"
 migration: install

@@ -77,6 +77,73 @@ class ChildPeakRss:
                     self.peaks[int(proc.name)] = max(self.peaks.get(int(proc.name), 0), kib)
 
 
+class TreeRss:
+    """The peak of the SUMMED resident sets of this process and its descendants, sampled while it runs.
+
+    What a centre's machine must hold at once: the loop plus every worker it starts. The stand-ins the
+    benchmark itself starts (source server, SMS gateway) are excluded by pid, and so is a temporary Prefect
+    server (its own figure is `server_peak_mib`: a centre runs one server for every run, not one per loop).
+    """
+
+    def __init__(self, exclude: set[int], interval: float = 0.05) -> None:
+        self.exclude, self.interval = exclude, interval
+        self.peak_kib = 0
+        self.server_peak_kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="tree-rss")
+
+    def __enter__(self) -> TreeRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak_mib(self) -> float:
+        return self.peak_kib / 1024
+
+    @property
+    def server_peak_mib(self) -> float:
+        return self.server_peak_kib / 1024
+
+    def _sample(self) -> tuple[int, int]:
+        parents: dict[int, int] = {}
+        rss: dict[int, int] = {}
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                status = (proc / "status").read_text()
+            except OSError:
+                continue
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            pid = int(proc.name)
+            parents[pid] = int(fields.get("PPid", "0").strip() or 0)
+            rss[pid] = int(fields["VmRSS"].split()[0]) if "VmRSS" in fields else 0
+        me = os.getpid()
+        tree, frontier, server = {me}, [me], set()
+        while frontier:
+            frontier = [p for p, pp in parents.items() if pp in frontier and p not in self.exclude]
+            for p in list(frontier):
+                try:
+                    if b"prefect" in (Path("/proc") / str(p) / "cmdline").read_bytes() or parents.get(p) in server:
+                        server.add(p)
+                except OSError:
+                    pass
+            tree.update(frontier)
+        return sum(rss.get(p, 0) for p in tree - server), sum(rss.get(p, 0) for p in server)
+
+    def _run(self) -> None:
+        while True:
+            ours, server = self._sample()
+            self.peak_kib = max(self.peak_kib, ours)
+            self.server_peak_kib = max(self.server_peak_kib, server)
+            if self._stop.wait(self.interval):
+                return
+
+
 @contextmanager
 def throwaway_store(db: str) -> Iterator[str]:
     """A fresh SQLite file or PostgreSQL database, dropped afterwards."""
@@ -100,8 +167,14 @@ def throwaway_store(db: str) -> Iterator[str]:
 
 
 @contextmanager
-def city_source(records: int, day: date, page_size: int = 5000) -> Iterator[str]:
-    """The synthetic city served from a separate process, every page rendered before we start timing."""
+def city_source(
+    records: int, day: date, page_size: int = 5000, shape: str = "city", pids: set[int] | None = None
+) -> Iterator[str]:
+    """The synthetic city served from a separate process, every page rendered before we start timing.
+
+    `shape` "city" splits the day over the city's six sources; "one" serves it all from one (a province's
+    110 platform: one source whose cursor paging is sequential). The server's pid is added to `pids`.
+    """
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -113,11 +186,15 @@ def city_source(records: int, day: date, page_size: int = 5000) -> Iterator[str]
             day.isoformat(),
             "--page-size",
             str(page_size),
+            "--shape",
+            shape,
         ],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
+    if pids is not None:
+        pids.add(proc.pid)
     try:
         assert proc.stdout is not None
         url = proc.stdout.readline().strip()

@@ -2,6 +2,7 @@
 
     python -m benchmarks.daily_loop --records 100000 --db sqlite
     python -m benchmarks.daily_loop --records 1000000 --db postgres --json bench-results/pg-1m.json
+    python -m benchmarks.daily_loop --records 1000000 --shape one      # the whole day from one source
 
 The city's day is pre-rendered by a source process and served on loopback; the
 SMS gateway runs in its own process; Slack is disabled (posts become files). The
@@ -28,7 +29,7 @@ from pathlib import Path
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from benchmarks.common import ChildPeakRss, city_source, free_port, peak_rss_mib, throwaway_store
+from benchmarks.common import ChildPeakRss, TreeRss, city_source, free_port, peak_rss_mib, throwaway_store
 from benchmarks.ingest import baseline_seconds
 from minyi.demo import demo_config_text
 
@@ -68,10 +69,20 @@ async def _task_runs(loop_run_id: UUID) -> int:
     return tasks - (len(runs) - 1)
 
 
+def _only_source(config_text: str, name: str) -> str:
+    """The demo config with one [[sources]] table left: the one-source day."""
+    blocks = config_text.split("\n\n")
+    keep = [b for b in blocks if not b.startswith("[[sources]]") or f'name = "{name}"' in b]
+    return "\n\n".join(keep)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument(
+        "--shape", choices=("city", "one"), default="city", help="six sources by share, or the whole day from one"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
@@ -82,16 +93,19 @@ def main() -> None:
     gateway = subprocess.Popen(
         [sys.executable, "-m", "minyi.sim.sms_gateway", "--port", str(sms_port)], stdout=subprocess.PIPE, text=True
     )
+    stand_ins = {gateway.pid}
     try:
         assert gateway.stdout is not None
         gateway.stdout.readline()
         with (
             throwaway_store(args.db) as url,
-            city_source(args.records, DAY) as source_url,
+            city_source(args.records, DAY, shape=args.shape, pids=stand_ins) as source_url,
             tempfile.TemporaryDirectory() as tmp,
         ):
             cfg = Path(tmp) / "minyi.toml"
             text = demo_config_text(source_url, f"http://127.0.0.1:{sms_port}")
+            if args.shape == "one":
+                text = _only_source(text, "police110")
             cfg.write_text(
                 text.replace(
                     'timezone = "Asia/Shanghai"', 'timezone = "Asia/Shanghai"\n\n[ingest]\npage_size = 5000\n'
@@ -121,7 +135,7 @@ def main() -> None:
                 warm_up()
             load_before = os.getloadavg()[0]
             t0 = time.perf_counter()
-            with ChildPeakRss("minyi.tasks.ingest_worker") as workers:
+            with ChildPeakRss("minyi.tasks.ingest_worker") as workers, TreeRss(stand_ins) as tree:
                 state = daily_loop(business_date=DAY, as_of=AS_OF, return_state=True)
             loop_seconds = time.perf_counter() - t0
             rss = peak_rss_mib()
@@ -139,6 +153,7 @@ def main() -> None:
     figures = {
         "benchmark": "daily_loop",
         "db": args.db,
+        "shape": args.shape,
         "records": fetched,
         "loop_seconds": round(loop_seconds, 2),
         "loop_rows_per_s": round(fetched / loop_seconds),
@@ -152,6 +167,9 @@ def main() -> None:
         # each ingest worker process peaks at most this; the loop's worst case is peak_rss_mib + workers × this
         "ingest_worker_peak_rss_mib": round(workers.max_mib),
         "ingest_workers": len(workers.peaks),
+        # the loop and every worker it started, summed at each sample (the stand-ins excluded)
+        "peak_tree_rss_mib": round(tree.peak_mib),
+        "prefect_server_rss_mib": round(tree.server_peak_mib),  # a temporary server, when the loop started one
         "task_runs": task_runs,
         # the machine may be shared: the 1-minute load average before and after the loop
         "load_average": [round(load_before, 2), round(load_after, 2)],

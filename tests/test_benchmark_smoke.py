@@ -53,5 +53,7 @@ def test_daily_loop_benchmark_prints_every_figure_and_stays_within_200_task_runs
     assert printed["loop_seconds"] > 0 and printed["baseline_seconds"] > 0
     assert printed["loop_to_baseline"] > 0 and printed["ingest_to_baseline"] > 0
     assert 0 < printed["peak_rss_mib"] < 2048
+    assert printed["peak_rss_mib"] <= printed["peak_tree_rss_mib"] < 2048  # the tree holds the loop process too
+    assert printed["shape"] == "city"
     assert 0 < printed["task_runs"] <= 200
     assert len(printed["load_average"]) == 2

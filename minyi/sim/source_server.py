@@ -152,8 +152,14 @@ def main() -> None:
     parser.add_argument("--date", type=date.fromisoformat, required=True)
     parser.add_argument("--page-size", type=int, default=5000)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--shape", choices=("city", "one"), default="city", help="six sources by share, or the whole day from police110"
+    )
     args = parser.parse_args()
-    volumes = {name: max(1, round(args.records * p.share)) for name, p in SOURCE_BY_NAME.items()}
+    if args.shape == "one":
+        volumes = {"police110": args.records}
+    else:
+        volumes = {name: max(1, round(args.records * p.share)) for name, p in SOURCE_BY_NAME.items()}
     feed = CityFeed(volumes=volumes)
     pages: dict[tuple[str, int], list[Any]] = {}
     for name, n in volumes.items():
