@@ -23,7 +23,7 @@ from minyi.tasks.eligibility import PlanSummary, plan_followups
 from minyi.tasks.outbox import Message, enqueue
 from minyi.tasks.replies import ReplySummary, ingest_replies
 from minyi.tasks.runtime import Runtime, load_runtime
-from minyi.tasks.sms import FlushSummary, GatewayClient, flush_outbox
+from minyi.tasks.sms import FlushSummary, flush_outbox
 from minyi.tasks.visits import VisitRecorded, queue_due_visits, record_visit
 
 
@@ -41,7 +41,7 @@ class FollowupSummary(BaseModel):
 def ingest_replies_task(as_of: datetime) -> ReplySummary:
     """Every new reply from the gateway: stored, matched, opt-outs and answers applied."""
     rt = load_runtime()
-    with GatewayClient.from_config(rt.config) as client:
+    with rt.sms_gateway() as client:
         summary = ingest_replies(rt.engine, client, as_of, page_size=rt.config.sms.batch_size)
     log = get_run_logger()
     log.info(
@@ -53,6 +53,8 @@ def ingest_replies_task(as_of: datetime) -> ReplySummary:
         summary.opt_outs,
         summary.answers,
     )
+    if summary.rejected:
+        log.warning("replies: %d rejected (kept with their reasons): %s", summary.rejected, summary.rejected_reasons)
     if summary.error:
         log.error("replies: %s", summary.error)
     return summary
@@ -80,7 +82,7 @@ def send_sms_task(as_of: datetime) -> FlushSummary:
     """Relay the SMS outbox to the gateway in batches, if as_of is inside the send window."""
     rt = load_runtime()
     log = get_run_logger()
-    with GatewayClient.from_config(rt.config) as client:
+    with rt.sms_gateway() as client:
         summary = flush_outbox(rt.engine, rt.config, client, as_of, log)
     if not summary.window_open:
         log.info(

@@ -44,7 +44,9 @@ def _render_replies(r: object) -> str:
     answers = ", ".join(f"{k} {v}" for k, v in sorted(r.answers.items())) or "none"
     return (
         f"  replies  new {r.new}  matched {r.matched}  unmatched {r.unmatched} (in store {r.unmatched_total})  "
-        f"opt-outs {r.opt_outs}  answers: {answers}" + (f"  error: {r.error}" if r.error else "")
+        f"opt-outs {r.opt_outs}  answers: {answers}"
+        + (f"  rejected {r.rejected}" if r.rejected else "")
+        + (f"  error: {r.error}" if r.error else "")
     )
 
 

@@ -70,6 +70,10 @@ class Followup(SQLModel, table=True):
     manual_queued_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
     visit_outcome: str | None = Field(default=None, max_length=32)
     visited_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    # The relay run sending this queued message (SPEC §4: concurrent runs never post it twice); a claim whose
+    # holder died is taken over once claim_expires_at has passed.
+    claim_owner: str | None = Field(default=None, max_length=128)
+    claim_expires_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
 
 
 class Answer(SQLModel, table=True):

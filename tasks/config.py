@@ -80,6 +80,8 @@ class SmsConfig(_Strict):
     max_attempts: int = Field(6, ge=1, le=20)
     backoff_seconds: float = Field(0.5, ge=0)
     max_backoff_seconds: float = Field(60.0, ge=0)
+    # A run's claim on the batch it sends (SPEC §4), renewed while it lives; a dead run's is taken over after it.
+    claim_seconds: float = Field(300.0, gt=0, le=3600)
 
 
 class SlackConfig(_Strict):

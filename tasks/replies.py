@@ -5,11 +5,18 @@ is stored, matched and applied in one transaction together with the cursor that
 follows it, so a killed run neither loses nor double-applies a reply
 (reply_id is unique besides). Matching, opt-outs and answers are set-based
 statements over the page's new rows.
+
+Each reply is checked before it touches the database (tasks/bounds.py `check_reply`):
+one that cannot be taken as given is kept in `rejected_replies` with its reason and raw
+JSON, and the rest of its page is applied as usual, so one poisoned reply never stops
+the loop (SPEC §4).
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -18,8 +25,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from minyi.tasks.answers import refresh_satisfaction
+from minyi.tasks.bounds import RefusedReply, Reply, check_reply
 from minyi.tasks.phones import normalise_phone
-from minyi.tasks.sms import GatewayClient, Reply, SmsGatewayError
+from minyi.tasks.sms import SmsGateway, SmsGatewayError
 from minyi.tasks.store import instant_param
 
 ReplyValue = Literal["satisfied", "basically_satisfied", "dissatisfied", "opt_out", "unrecognised"]
@@ -55,6 +63,8 @@ class ReplySummary(BaseModel):
     unmatched: int = 0
     unmatched_total: int = 0
     opt_outs: int = 0
+    rejected: int = 0
+    rejected_reasons: dict[str, int] = {}
     answers: dict[str, int] = {}
     pages: int = 0
     seconds: float = 0.0
@@ -105,6 +115,10 @@ _CLOSE = (
     "UPDATE sms_replies SET status = CASE WHEN followup_id IS NULL THEN 'unmatched' ELSE 'matched' END "
     "WHERE status = 'new'"
 )
+_REJECT = (
+    "INSERT INTO rejected_replies (digest, reply_id, reason, raw, rejected_at) "
+    "VALUES (:digest, :reply_id, :reason, :raw, :now) ON CONFLICT (digest) DO NOTHING"
+)
 _CURSOR = (
     "INSERT INTO sms_cursors (name, cursor, updated_at) VALUES (:name, :cursor, :now) "
     "ON CONFLICT (name) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at"
@@ -116,7 +130,7 @@ def _row(reply: Reply, dialect: str, now: Any) -> dict[str, Any]:
     return {
         "reply_id": reply.reply_id,
         "phone": phone if kind == "mobile" else None,
-        "text": reply.text[:2000].replace("\x00", ""),  # PostgreSQL text cannot hold NUL
+        "text": reply.text[:2000].replace("\x00", ""),  # check_reply refuses NUL; a direct caller may not
         "value": parse_reply(reply.text),
         "message_id": reply.message_id,
         "received": instant_param(dialect, reply.received_at),
@@ -125,12 +139,34 @@ def _row(reply: Reply, dialect: str, now: Any) -> dict[str, Any]:
     }
 
 
-def store_reply_page(engine: Engine, replies: list[Reply], next_cursor: str | None, as_of: datetime) -> ReplySummary:
-    """Store, match and apply one page of replies and advance the cursor, in one transaction."""
+def store_reply_page(
+    engine: Engine,
+    replies: list[Reply],
+    next_cursor: str | None,
+    as_of: datetime,
+    refused: Sequence[RefusedReply] = (),
+) -> ReplySummary:
+    """Store, match and apply one page of replies, keep its refused ones, and advance the cursor, in one transaction."""
     dialect = engine.dialect.name
     now = instant_param(dialect, as_of)
-    out = ReplySummary(fetched=len(replies), pages=1)
+    out = ReplySummary(fetched=len(replies) + len(refused), pages=1, rejected=len(refused))
+    for bad in refused:
+        out.rejected_reasons[bad.reason] = out.rejected_reasons.get(bad.reason, 0) + 1
     with engine.begin() as conn:
+        if refused:
+            conn.execute(
+                text(_REJECT),
+                [
+                    {
+                        "digest": hashlib.sha256(bad.raw.encode()).hexdigest(),
+                        "reply_id": bad.reply_id,
+                        "reason": bad.reason,
+                        "raw": bad.raw,
+                        "now": now,
+                    }
+                    for bad in refused
+                ],
+            )
         if replies:
             conn.execute(text(_INSERT), [_row(r, dialect, now) for r in replies])
             conn.execute(text(_MATCH))
@@ -158,7 +194,17 @@ def store_reply_page(engine: Engine, replies: list[Reply], next_cursor: str | No
     return out
 
 
-def ingest_replies(engine: Engine, client: GatewayClient, as_of: datetime, page_size: int = 500) -> ReplySummary:
+def split_page(items: list[object], as_of: datetime) -> tuple[list[Reply], list[RefusedReply]]:
+    """A page's raw replies as the ones taken as given and the ones refused (SPEC §4), in page order."""
+    good: list[Reply] = []
+    bad: list[RefusedReply] = []
+    for item in items:
+        checked = check_reply(item, as_of)
+        (good if isinstance(checked, Reply) else bad).append(checked)  # type: ignore[arg-type]
+    return good, bad
+
+
+def ingest_replies(engine: Engine, client: SmsGateway, as_of: datetime, page_size: int = 500) -> ReplySummary:
     """Pull every reply after the stored cursor; a gateway failure is reported, what was stored stays."""
     started = time.perf_counter()
     total = ReplySummary()
@@ -167,11 +213,12 @@ def ingest_replies(engine: Engine, client: GatewayClient, as_of: datetime, page_
     try:
         while True:
             page = client.fetch_replies(cursor, page_size)
-            if not page.replies and page.next_cursor is None:
+            if not page.items and page.next_cursor is None:
                 break
-            got = store_reply_page(engine, page.replies, page.next_cursor, as_of)
+            good, bad = split_page(page.items, as_of)
+            got = store_reply_page(engine, good, page.next_cursor, as_of, bad)
             _add(total, got)
-            if page.next_cursor is None or not page.replies or page.next_cursor == cursor:
+            if page.next_cursor is None or not page.items or page.next_cursor == cursor:
                 break
             cursor = page.next_cursor
     except SmsGatewayError as exc:
@@ -190,6 +237,9 @@ def _add(total: ReplySummary, page: ReplySummary) -> None:
     total.matched += page.matched
     total.unmatched += page.unmatched
     total.opt_outs += page.opt_outs
+    total.rejected += page.rejected
+    for k, v in page.rejected_reasons.items():
+        total.rejected_reasons[k] = total.rejected_reasons.get(k, 0) + v
     total.pages += page.pages
     for k, v in page.answers.items():
         total.answers[k] = total.answers.get(k, 0) + v

@@ -1,16 +1,30 @@
 """Retry policy for every HTTP peer (sources, SMS gateway): backoff with full jitter, Retry-After honoured.
 
 Pure and injectable (`sleep`, `rand`) so the tests can prove the schedule without waiting.
+`with_retries` is the one retry loop: a call raises `Retryable` to be tried again, anything
+else to stop at once; past the last attempt the caller's `give_up` error is raised.
 """
 
 from __future__ import annotations
 
+import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import TypeVar
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+T = TypeVar("T")
+
+
+class Retryable(Exception):
+    """One failed try that may succeed if tried again (429/5xx, timeouts, dropped connections, torn bodies)."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -51,3 +65,27 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def with_retries(
+    call: Callable[[], T],
+    backoff: Backoff,
+    *,
+    what: str,
+    give_up: Callable[[str], Exception],
+    sleep: Callable[[float], None],
+    rand: random.Random | None = None,
+    log: logging.Logger | None = None,
+) -> T:
+    """`call()` until it returns, raises anything but Retryable, or has failed `backoff.attempts` times."""
+    for attempt in range(1, backoff.attempts + 1):
+        try:
+            return call()
+        except Retryable as exc:
+            if attempt == backoff.attempts:
+                raise give_up(f"{what}: gave up after {attempt} attempts: {exc}") from None
+            delay = backoff.delay(attempt, exc.retry_after, rand)
+            if log is not None:
+                log.warning("%s: %s; retry %d in %.2fs", what, exc, attempt, delay)
+            sleep(delay)
+    raise AssertionError("unreachable")

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Engine
@@ -18,6 +19,9 @@ from sqlalchemy.engine import Engine
 from minyi.tasks.config import MinyiConfig, Settings, load_config
 from minyi.tasks.masking import install_log_masking
 from minyi.tasks.store import ensure_ready, get_engine
+
+if TYPE_CHECKING:
+    from minyi.tasks.sms import SmsGateway
 
 _ready: set[str] = set()
 
@@ -42,6 +46,12 @@ class Runtime:
     @cached_property
     def engine(self) -> Engine:
         return get_engine(self.settings.resolved_database_url())
+
+    def sms_gateway(self) -> SmsGateway:
+        """The SMS gateway this deployment talks to (the one place it is chosen): SPEC §4's HTTP contract."""
+        from minyi.tasks.sms import GatewayClient
+
+        return GatewayClient(self.config.sms)
 
     @property
     def reports_dir(self) -> Path:

@@ -1,25 +1,32 @@
-"""The SMS gateway (SPEC §4): an httpx client for its batch contract, and the outbox relay.
+"""The SMS gateway (SPEC §4): the `SmsGateway` protocol, its httpx client, and the outbox relay.
 
 Why an outbox: the follow-up row *is* the message (`sms_status = 'queued'`,
 written by planning in the same statement that decides eligibility). The relay
-only reads queued rows, sends them in batches with their deterministic
-`message_id`, and records the gateway's answer. A run killed after the gateway
-received a batch but before its answer was stored re-sends the same ids; the
-gateway answers `duplicate`, which counts as sent. So each message reaches the
-citizen once, whatever happens to the run.
+claims queued rows a batch at a time (`claim_owner`, `claim_expires_at`: one
+`UPDATE … RETURNING`, inside a write transaction on SQLite), sends them with
+their deterministic `message_id`, and records the gateway's answer. Two runs
+at once (a daily loop and a sweep) claim disjoint batches, so neither posts a
+message the other is sending. A run killed after the gateway received a batch
+but before its answer was stored leaves that batch claimed; once the claim
+expires the next run sends the same ids again and the gateway answers
+`duplicate`, which counts as sent. So each message reaches the citizen once.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
+import socket
+import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from typing import Any, NamedTuple
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, NamedTuple, Protocol
 
 import httpx
 import orjson
@@ -27,13 +34,14 @@ from pydantic import BaseModel
 from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection, Engine
 
+from minyi.tasks.bounds import MAX_CURSOR, AnswerTooLarge, Reply, clean_text, has_control, read_capped
 from minyi.tasks.config import MinyiConfig, SmsConfig, secret_from_env
 from minyi.tasks.days import local_date
 from minyi.tasks.eligibility import sms_text, when_words
 from minyi.tasks.errors import MinyiError
 from minyi.tasks.masking import mask_text
-from minyi.tasks.retry import RETRYABLE_STATUS, Backoff, parse_retry_after
-from minyi.tasks.store import instant_param
+from minyi.tasks.retry import RETRYABLE_STATUS, Backoff, Retryable, parse_retry_after, with_retries
+from minyi.tasks.store import instant_param, raw_transaction
 
 log = logging.getLogger("minyi.sms")
 SEND_STATUSES = frozenset({"accepted", "duplicate", "rejected"})
@@ -57,29 +65,39 @@ class SendResult(NamedTuple):
     error: str | None = None
 
 
-@dataclass(frozen=True)
-class Reply:
-    reply_id: str
-    sender: str
-    text: str
-    received_at: datetime
-    message_id: str | None
+__all__ = ["GatewayClient", "Reply", "ReplyPage", "SmsGateway", "SmsGatewayError", "flush_outbox"]
 
 
 @dataclass(frozen=True)
 class ReplyPage:
-    replies: list[Reply]
+    """One page as the gateway served it: each item still raw (replies.py checks each one, SPEC §4)."""
+
+    items: list[Any]
     next_cursor: str | None
 
 
-class _Retryable(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.retry_after = retry_after
+class SmsGateway(Protocol):
+    """What the relay and reply intake need of a gateway; `GatewayClient` (HTTP, SPEC §4) is the first."""
+
+    batch_size: int
+
+    def send_batch(self, messages: list[OutgoingSms]) -> list[SendResult]: ...
+
+    def fetch_replies(self, since: str | None, limit: int) -> ReplyPage: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> SmsGateway: ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
 
 class GatewayClient:
-    """The two endpoints of the gateway, each call retried on 429/5xx/timeouts/connection errors."""
+    """The two endpoints of the gateway over HTTP, each call retried on 429/5xx/timeouts/connection errors.
+
+    Every answer is read with the 16 MiB cap of SPEC §14, streamed: over it, the call fails (not retried)
+    and nothing of it is used.
+    """
 
     def __init__(
         self,
@@ -127,8 +145,10 @@ class GatewayClient:
         out: list[SendResult] = []
         for r in results:
             if not isinstance(r, dict) or r.get("status") not in SEND_STATUSES or not r.get("message_id"):
-                raise SmsGatewayError(f"sms gateway: malformed result {str(r)[:200]!r}")
-            out.append(SendResult(str(r["message_id"]), r["status"], str(r["error"]) if r.get("error") else None))
+                raise SmsGatewayError(f"sms gateway: malformed result {clean_text(str(r), 200)!r}")
+            # message_id is only looked up among the batch's own ids; the error text is stored, so bounded
+            error = clean_text(str(r["error"]), 500) if r.get("error") else None
+            out.append(SendResult(str(r["message_id"]), r["status"], error))
         return out
 
     def fetch_replies(self, since: str | None, limit: int) -> ReplyPage:
@@ -139,51 +159,42 @@ class GatewayClient:
         doc = self._call("GET", "/replies", params=params)
         if not isinstance(doc, dict) or not isinstance(doc.get("replies"), list):
             raise SmsGatewayError("sms gateway: response is not {'replies': [...], 'next_cursor': ...}")
-        replies: list[Reply] = []
-        for r in doc["replies"]:
-            try:
-                received = datetime.fromisoformat(str(r["received_at"]))
-                if received.tzinfo is None:
-                    raise ValueError("no offset")
-                replies.append(
-                    Reply(
-                        reply_id=str(r["reply_id"]),
-                        sender=str(r.get("from") or ""),
-                        text=str(r.get("text") or ""),
-                        received_at=received,
-                        message_id=str(r["message_id"]) if r.get("message_id") else None,
-                    )
-                )
-            except (KeyError, TypeError, ValueError) as exc:
-                raise SmsGatewayError(f"sms gateway: malformed reply ({exc})") from None
         nxt = doc.get("next_cursor")
-        return ReplyPage(replies, str(nxt) if nxt not in (None, "") else None)
+        if nxt is not None and not isinstance(nxt, str | int):
+            raise SmsGatewayError("sms gateway: next_cursor must be a string or null")
+        cursor = str(nxt) if nxt not in (None, "") else None
+        if cursor is not None and (len(cursor) > MAX_CURSOR or has_control(cursor)):
+            raise SmsGatewayError(f"sms gateway: next_cursor is over {MAX_CURSOR} characters or has control characters")
+        return ReplyPage(doc["replies"], cursor)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        for attempt in range(1, self.backoff.attempts + 1):
-            try:
-                return self._once(method, path, **kwargs)
-            except _Retryable as exc:
-                if attempt == self.backoff.attempts:
-                    raise SmsGatewayError(f"sms gateway {path}: gave up after {attempt} attempts: {exc}") from None
-                delay = self.backoff.delay(attempt, exc.retry_after, self._rand)
-                log.warning("sms gateway %s: %s; retry %d in %.2fs", path, exc, attempt, delay)
-                self._sleep(delay)
-        raise AssertionError("unreachable")
+        return with_retries(
+            lambda: self._once(method, path, **kwargs),
+            self.backoff,
+            what=f"sms gateway {path}",
+            give_up=SmsGatewayError,
+            sleep=self._sleep,
+            rand=self._rand,
+            log=log,
+        )
 
     def _once(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
-            resp = self._client.request(method, path, **kwargs)
+            with self._client.stream(method, path, **kwargs) as resp:
+                if resp.status_code in RETRYABLE_STATUS:
+                    raise Retryable(f"HTTP {resp.status_code}", parse_retry_after(resp.headers.get("Retry-After")))
+                if resp.status_code != 200:
+                    raise SmsGatewayError(f"sms gateway {path}: HTTP {resp.status_code} {resp.reason_phrase}")
+                try:
+                    body = read_capped(resp)
+                except AnswerTooLarge as exc:
+                    raise SmsGatewayError(f"sms gateway {path}: {exc}") from None
         except (httpx.TimeoutException, httpx.TransportError) as exc:
-            raise _Retryable(f"{type(exc).__name__}: {exc}") from None
-        if resp.status_code in RETRYABLE_STATUS:
-            raise _Retryable(f"HTTP {resp.status_code}", parse_retry_after(resp.headers.get("Retry-After")))
-        if resp.status_code != 200:
-            raise SmsGatewayError(f"sms gateway {path}: HTTP {resp.status_code} {resp.reason_phrase}")
+            raise Retryable(f"{type(exc).__name__}: {exc}") from None
         try:
-            return orjson.loads(resp.content)
+            return orjson.loads(body)
         except orjson.JSONDecodeError:
-            raise _Retryable(f"invalid JSON body ({len(resp.content)} bytes)") from None
+            raise Retryable(f"invalid JSON body ({len(body)} bytes)") from None
 
 
 def in_send_window(as_of: datetime, cfg: MinyiConfig) -> bool:
@@ -248,17 +259,27 @@ def _waiting(conn: Connection) -> tuple[int, int]:
 
 # Raw DBAPI (placeholders filled per dialect): a million rows a day are read here, and
 # SQLAlchemy's Row objects cost more than the query.
-_NEXT_BATCH = (
+# The claim: the next batch of queued, releasable rows nobody holds (or whose holder's claim has expired),
+# taken in one UPDATE … RETURNING. PostgreSQL skips rows another run is claiming right now; SQLite runs it in
+# a write transaction (BEGIN IMMEDIATE), so two claimers are serialised.
+_CLAIMABLE = (
+    f"SELECT f.id FROM followups f WHERE f.sms_status = 'queued' AND f.id > {{p}} AND NOT {_HELD} "
+    "AND (f.claim_expires_at IS NULL OR f.claim_expires_at < {p}) ORDER BY f.id LIMIT {p}"
+)
+_CLAIM = {
+    "postgresql": (
+        "UPDATE followups SET claim_owner = %s, claim_expires_at = %s "
+        "WHERE id IN (" + _CLAIMABLE.format(p="%s") + " FOR UPDATE OF f SKIP LOCKED) RETURNING id"
+    ),
+    "sqlite": (
+        "UPDATE followups SET claim_owner = ?, claim_expires_at = ? WHERE id IN (" + _CLAIMABLE.format(p="?") + ") "
+        "RETURNING id"
+    ),
+}
+_CLAIMED_BATCH = (
     "SELECT f.id, f.message_id, f.phone_norm, f.business_date, r.matter, u.name "
     "FROM followups f JOIN records r ON r.id = f.record_pk LEFT JOIN units u ON u.code = f.unit_code "
-    f"WHERE f.sms_status = 'queued' AND f.id > {{p}} AND NOT {_HELD} "
-    "ORDER BY f.id LIMIT {p}"
-)
-_MARK_SENT = text(
-    "UPDATE followups SET sms_status = 'sent', sent_at = :at WHERE id IN :ids AND sms_status = 'queued'"
-).bindparams(bindparam("ids", expanding=True))
-_MARK_REJECTED = text(
-    "UPDATE followups SET sms_status = 'rejected', gateway_error = :err WHERE id = :id AND sms_status = 'queued'"
+    "WHERE f.claim_owner = {p} AND f.sms_status = 'queued' AND f.id > {p} AND f.id <= {p} ORDER BY f.id"
 )
 # Batches on the wire at once: while the gateway handles one, the next is read and composed.
 IN_FLIGHT = 2
@@ -288,11 +309,19 @@ class MessageTexts:
 
 
 _MARK_SENT = text(
-    "UPDATE followups SET sms_status = 'sent', sent_at = :at WHERE id IN :ids AND sms_status = 'queued'"
+    "UPDATE followups SET sms_status = 'sent', sent_at = :at, claim_owner = NULL, claim_expires_at = NULL "
+    "WHERE id IN :ids AND sms_status = 'queued'"
 ).bindparams(bindparam("ids", expanding=True))
 _MARK_REJECTED = text(
-    "UPDATE followups SET sms_status = 'rejected', gateway_error = :err WHERE id = :id AND sms_status = 'queued'"
+    "UPDATE followups SET sms_status = 'rejected', gateway_error = :err, claim_owner = NULL, claim_expires_at = NULL "
+    "WHERE id = :id AND sms_status = 'queued'"
 )
+# A claim is released when its batch's answer was lost (the run stopped on a gateway error): the next run may
+# send it again at once, and the gateway answers `duplicate` for what it already had.
+_RELEASE = text(
+    "UPDATE followups SET claim_owner = NULL, claim_expires_at = NULL WHERE claim_owner = :owner AND sms_status = 'queued'"
+)
+_RENEW = text("UPDATE followups SET claim_expires_at = :until WHERE claim_owner = :owner AND sms_status = 'queued'")
 
 
 def _store_answers(engine: Engine, now: Any, sent_ids: list[int], rejected: list[dict[str, Any]]) -> None:
@@ -303,9 +332,7 @@ def _store_answers(engine: Engine, now: Any, sent_ids: list[int], rejected: list
             conn.execute(_MARK_REJECTED, rejected)
 
 
-def flush_outbox(
-    engine: Engine, cfg: MinyiConfig, client: GatewayClient, as_of: datetime, log: Any = log
-) -> FlushSummary:
+def flush_outbox(engine: Engine, cfg: MinyiConfig, client: SmsGateway, as_of: datetime, log: Any = log) -> FlushSummary:
     """Send every queued, releasable message in batches, if as_of is inside the send window.
 
     Each batch's answers are stored in their own transaction, with `sent_at` = as_of
@@ -318,7 +345,9 @@ def flush_outbox(
     with engine.begin() as conn:
         summary.opted_out, summary.stale = withdraw_unsendable(conn, as_of, cfg)
     if window:
-        _Relay(engine, client, MessageTexts(cfg, as_of), instant_param(engine.dialect.name, as_of), log).run(summary)
+        relay = _Relay(engine, client, MessageTexts(cfg, as_of), instant_param(engine.dialect.name, as_of), log)
+        relay.claim_seconds = cfg.sms.claim_seconds
+        relay.run(summary)
     with engine.connect() as conn:
         summary.queued, summary.held = _waiting(conn)
     summary.seconds = round(time.perf_counter() - started, 3)
@@ -331,35 +360,77 @@ class _Relay:
     Why overlapped: the gateway is another process. While it handles batch k, batch
     k+1 is read and composed and sent on a second connection (at most IN_FLIGHT on
     the wire), and batch k-1's answers are stored by a writer thread (at most one
-    store in flight). Batches are disjoint (read by id after the last one read), so
-    their order does not matter. Every send and store has finished (or raised) before
-    `run` returns. A run killed in between leaves at most IN_FLIGHT + 1 batches queued
-    that the gateway already has: the next run sends them again with the same message
-    ids, and the gateway answers `duplicate` (counted as sent).
+    store in flight). Batches are disjoint (each is claimed by this run before it is
+    read), so their order does not matter, and another run at the same time claims
+    other rows. Every send and store has finished (or raised) before `run` returns;
+    claims this run could not settle are released then. A run killed in between leaves
+    at most IN_FLIGHT + 1 claimed batches that the gateway may already have: after
+    `claim_seconds` the next run sends them again with the same message ids, and the
+    gateway answers `duplicate` (counted as sent).
     """
 
-    def __init__(self, engine: Engine, client: GatewayClient, compose: MessageTexts, now: Any, log: Any) -> None:
+    claim_seconds: float = 300.0
+
+    def __init__(self, engine: Engine, client: SmsGateway, compose: MessageTexts, now: Any, log: Any) -> None:
         self.engine, self.client, self.compose, self.now, self.log = engine, client, compose, now, log
-        self.next_batch_sql = _NEXT_BATCH.format(p="?" if engine.dialect.name == "sqlite" else "%s")
+        self.dialect = engine.dialect.name
+        self.claim_sql = _CLAIM[self.dialect]
+        self.batch_sql = _CLAIMED_BATCH.format(p="?" if self.dialect == "sqlite" else "%s")
+        self.owner = f"sms:{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self.last_id = 0
 
+    def _wall(self, ahead: float = 0.0) -> Any:
+        """Claims expire on the wall clock: they are about a process being alive, not about as_of."""
+        return instant_param(self.dialect, datetime.now(UTC) + timedelta(seconds=ahead))
+
     def _read(self) -> list[tuple[Any, ...]]:
-        with self.engine.connect() as conn:
-            cur = conn.connection.cursor()
+        """Claim the next batch and read what its messages need; [] when nothing claimable is left."""
+        with raw_transaction(self.engine) as dbapi:
+            cur = dbapi.cursor()
             try:
-                cur.execute(self.next_batch_sql, (self.last_id, self.client.batch_size))
+                cur.execute(
+                    self.claim_sql,
+                    (self.owner, self._wall(self.claim_seconds), self.last_id, self._wall(), self.client.batch_size),
+                )
+                ids = [r[0] for r in cur.fetchall()]
+                if not ids:
+                    return []
+                cur.execute(self.batch_sql, (self.owner, self.last_id, max(ids)))
                 rows = cur.fetchall()
             finally:
                 cur.close()
-        if rows:
-            self.last_id = rows[-1][0]
+        self.last_id = max(ids)
         return rows
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        """Keep this run's claims alive while a slow gateway (retries, timeouts) holds a batch."""
+        while not stop.wait(max(self.claim_seconds / 3, 0.05)):
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(_RENEW, {"owner": self.owner, "until": self._wall(self.claim_seconds)})
+            except Exception as exc:  # a missed renewal only risks a re-send after expiry, answered duplicate
+                self.log.warning("sms relay: claim renewal failed: %s", mask_text(str(exc).splitlines()[0]))
+
+    def _release(self) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(_RELEASE, {"owner": self.owner})
 
     def _messages(self, rows: list[tuple[Any, ...]]) -> list[OutgoingSms]:
         compose = self.compose
         return [OutgoingSms(mid, phone, compose(day, unit, matter)) for _, mid, phone, day, matter, unit in rows]
 
     def run(self, summary: FlushSummary) -> None:
+        stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(stop,), name="sms-claims", daemon=True)
+        beat.start()
+        try:
+            self._run(summary)
+        finally:
+            stop.set()
+            beat.join()
+            self._release()  # what this run claimed and could not settle waits for the next run
+
+    def _run(self, summary: FlushSummary) -> None:
         sending: deque[tuple[list[tuple[Any, ...]], Future[list[SendResult]]]] = deque()
         storing: Future[None] | None = None
         exhausted = False

@@ -18,11 +18,12 @@ from typing import Any
 import httpx
 import orjson
 
+from minyi.tasks.bounds import MAX_ANSWER_BYTES, AnswerTooLarge, read_capped
 from minyi.tasks.config import IngestConfig, SourceConfig, secret_from_env
 from minyi.tasks.errors import SourceError
-from minyi.tasks.retry import RETRYABLE_STATUS, Backoff, parse_retry_after
+from minyi.tasks.retry import RETRYABLE_STATUS, Backoff, Retryable, parse_retry_after, with_retries
 
-MAX_PAGE_BYTES = 16 * 1024 * 1024
+MAX_PAGE_BYTES = MAX_ANSWER_BYTES
 UNSET: Any = object()  # `token` not given: read it from the source's `token_env`
 log = logging.getLogger("minyi.sources")
 
@@ -36,12 +37,6 @@ class Page:
 
 class PageTooLarge(SourceError):
     pass
-
-
-class _Retryable(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.retry_after = retry_after
 
 
 class SourceClient:
@@ -88,43 +83,36 @@ class SourceClient:
         params: dict[str, Any] = {"date": business_date.isoformat(), "limit": self.page_size}
         if cursor:
             params["cursor"] = cursor
-        for attempt in range(1, self.backoff.attempts + 1):
-            try:
-                return self._get(params)
-            except _Retryable as exc:
-                if attempt == self.backoff.attempts:
-                    raise SourceError(f"source {self.source.name}: gave up after {attempt} attempts: {exc}") from None
-                delay = self.backoff.delay(attempt, exc.retry_after, self._rand)
-                log.warning("source %s: %s; retry %d in %.2fs", self.source.name, exc, attempt, delay)
-                self._sleep(delay)
-        raise AssertionError("unreachable")
+        return with_retries(
+            lambda: self._get(params),
+            self.backoff,
+            what=f"source {self.source.name}",
+            give_up=SourceError,
+            sleep=self._sleep,
+            rand=self._rand,
+            log=log,
+        )
 
     def _get(self, params: dict[str, Any]) -> Page:
         name = self.source.name
         try:
             with self._client.stream("GET", "/records", params=params) as resp:
                 if resp.status_code in RETRYABLE_STATUS:
-                    raise _Retryable(f"HTTP {resp.status_code}", parse_retry_after(resp.headers.get("Retry-After")))
+                    raise Retryable(f"HTTP {resp.status_code}", parse_retry_after(resp.headers.get("Retry-After")))
                 if resp.status_code != 200:
                     raise SourceError(f"source {name}: HTTP {resp.status_code} {resp.reason_phrase}")
-                declared = resp.headers.get("Content-Length")
-                if declared and declared.isdigit() and int(declared) > MAX_PAGE_BYTES:
-                    raise PageTooLarge(f"source {name}: page body of {declared} bytes is over 16 MiB")
-                chunks: list[bytes] = []
-                size = 0
-                for chunk in resp.iter_bytes():
-                    size += len(chunk)
-                    if size > MAX_PAGE_BYTES:
-                        raise PageTooLarge(f"source {name}: page body is over 16 MiB")
-                    chunks.append(chunk)
+                try:
+                    body = read_capped(resp)
+                except AnswerTooLarge:
+                    raise PageTooLarge(f"source {name}: page body is over 16 MiB") from None
         except (httpx.TimeoutException, httpx.TransportError) as exc:
-            raise _Retryable(f"{type(exc).__name__}: {exc}") from None
-        body = b"".join(chunks)
+            raise Retryable(f"{type(exc).__name__}: {exc}") from None
+        size = len(body)
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError:
             # A truncated body is what a dropped connection looks like: ask again.
-            raise _Retryable(f"invalid JSON body ({size} bytes)") from None
+            raise Retryable(f"invalid JSON body ({size} bytes)") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("records"), list):
             raise SourceError(f"source {name}: response is not {{'records': [...], 'next_cursor': ...}}")
         nxt = doc.get("next_cursor")

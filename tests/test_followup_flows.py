@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 
@@ -45,7 +46,7 @@ def test_a_sweep_killed_while_the_gateway_holds_its_answer_then_re_run_delivers_
 ) -> None:
     from prefect.settings import PREFECT_API_URL
 
-    rt = configure(env, gateway, timeout_seconds=60)
+    rt = configure(env, gateway, timeout_seconds=60, claim_seconds=20)
     add_records(rt, [make_record(i, DAY) for i in range(120)])
     plan(rt, as_of=at("2026-11-22 08:00"))  # before the window: everything stays queued
     cli_env = {**env.cli_env(), "PREFECT_API_URL": PREFECT_API_URL.value() or ""}
@@ -63,10 +64,23 @@ def test_a_sweep_killed_while_the_gateway_holds_its_answer_then_re_run_delivers_
     assert len(gateway.delivered) == len(on_wire) >= 50  # the gateway has them ...
     assert env.scalar("SELECT COUNT(*) FROM followups WHERE sms_status = 'sent'") == 0  # ... the store never heard
     gateway.release.set()
+    claimed = env.scalar("SELECT COUNT(*) FROM followups WHERE claim_owner IS NOT NULL")
+    assert claimed >= len(on_wire)  # the dead run's claims: nobody sends those until they expire
+
+    sooner = subprocess.run(cmd, env=cli_env, capture_output=True, text=True, timeout=300)
+    assert sooner.returncode == 0, sooner.stdout + sooner.stderr
+    assert f"sent {120 - claimed} (duplicate 0)" in sooner.stdout, [
+        ln for ln in sooner.stdout.splitlines() if "sms" in ln
+    ]
+    assert all(gateway.sends_of(m) == 1 for m in on_wire)
+    # the dead run's claims expire (claim_seconds = 20, counted from its last renewal)
+    expires = env.scalar("SELECT MAX(claim_expires_at) FROM followups")
+    left = (datetime.fromisoformat(str(expires)).replace(tzinfo=UTC) - datetime.now(UTC)).total_seconds()
+    time.sleep(max(left, 0) + 0.5)
 
     done = subprocess.run(cmd, env=cli_env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert f"sent 120 (duplicate {len(on_wire)})" in done.stdout
+    assert f"sent {claimed} (duplicate {len(on_wire)})" in done.stdout
     assert sorted(gateway.delivered) == sorted(f"minyi:police110:{rid(i)}" for i in range(120))
     assert all(gateway.sends_of(m) == 2 for m in on_wire)
     assert {s for m, s in gateway.state.answers if m in on_wire} >= {"duplicate"}

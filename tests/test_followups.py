@@ -35,6 +35,8 @@ def gateway() -> Iterator[SmsGateway]:
 def configure(env: Env, gateway: SmsGateway, **followup: Any) -> Runtime:
     sms = {"url": gateway.url, "batch_size": 50, "backoff_seconds": 0.01, "max_backoff_seconds": 0.02}
     sms["timeout_seconds"] = followup.pop("timeout_seconds", 5)
+    if "claim_seconds" in followup:
+        sms["claim_seconds"] = followup.pop("claim_seconds")
     sections: dict[str, dict[str, Any]] = {"sms": sms}
     if followup:
         sections["followup"] = followup

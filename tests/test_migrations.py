@@ -11,7 +11,7 @@ from tests.support import Env
 
 def test_migrations_match_models(env: Env) -> None:
     with env.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), metadata)
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
     assert diff == [], "models changed without a migration: run `make migration MSG=...`"
 
 

@@ -1,7 +1,10 @@
 """A local SMS gateway that speaks SPEC §4's contract on loopback, for `minyi demo` and the tests.
 
 It de-duplicates by message_id (a second send answers `duplicate` and is not
-delivered again), records every batch it received, rejects numbers it is told
+delivered again) but counts every POST of every message_id (`posts`: the figure
+the "never posted twice" tests read), records every batch it received, can answer
+slowly (`slow_seconds`) or with a body of any size (`pad_next_answer`), serves raw
+reply objects as given (`inject_raw_reply`: poisoned replies), rejects numbers it is told
 to, answers scripted faults (429/500, or a stall that holds the answer until
 released), and serves replies that a test or the demo injects.
 
@@ -14,7 +17,7 @@ import argparse
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -56,7 +59,8 @@ class GatewayState:
     delivered: dict[str, Delivered] = field(default_factory=dict)
     batches: list[list[str]] = field(default_factory=list)
     answers: list[tuple[str, str]] = field(default_factory=list)  # (message_id, status) in answer order
-    replies: list[GatewayReply] = field(default_factory=list)
+    replies: list[Any] = field(default_factory=list)  # GatewayReply, or anything else served as given
+    posts: Counter[str] = field(default_factory=Counter)  # every POST of every message_id, duplicates included
     reply_requests: list[dict[str, str]] = field(default_factory=list)
     faults: deque[GatewayFault] = field(default_factory=deque)
     reject: set[str] = field(default_factory=set)
@@ -77,6 +81,8 @@ class SmsGateway(LoopbackServer):
         self.stall_next = False
         self.stalled = threading.Event()
         self.release = threading.Event()
+        self.slow_seconds = 0.0  # every batch answer waits this long (a slow gateway)
+        self.pad_bytes = 0  # the next answer (batch or replies) carries this much padding (an oversized answer)
 
     # --- what tests and the demo tell the gateway -------------------------------------------------
     def fail(self, *faults: GatewayFault) -> None:
@@ -106,6 +112,20 @@ class SmsGateway(LoopbackServer):
             self.state.replies.append(GatewayReply(rid, sender, text, received_at or datetime.now(UTC), message_id))
             return rid
 
+    def inject_raw_reply(self, doc: Any) -> None:
+        """Queue a reply object exactly as given (any field, any type, any size)."""
+        with self.lock:
+            self.state.replies.append(doc)
+
+    def pad_next_answer(self, nbytes: int) -> None:
+        with self.lock:
+            self.pad_bytes = nbytes
+
+    def _take_pad(self) -> bytes:
+        with self.lock:
+            n, self.pad_bytes = self.pad_bytes, 0
+        return b" " * n
+
     def reply_to(self, message_id: str, text: str, received_at: datetime, with_id: bool = True) -> str:
         """The citizen who got `message_id` answers `text` (carrying the message_id unless with_id=False)."""
         msg = self.state.delivered[message_id]
@@ -117,8 +137,13 @@ class SmsGateway(LoopbackServer):
         return self.state.delivered
 
     def sends_of(self, message_id: str) -> int:
-        """How many batches carried this message (deliveries stay one: the gateway de-duplicates)."""
-        return sum(batch.count(message_id) for batch in self.state.batches)
+        """How many POSTs carried this message (deliveries stay one: the gateway de-duplicates)."""
+        return self.state.posts[message_id]
+
+    def posted_more_than_once(self) -> dict[str, int]:
+        """message_id → POST count, for every id POSTed twice or more."""
+        with self.lock:
+            return {mid: n for mid, n in self.state.posts.items() if n > 1}
 
 
 class _Handler(QuietHandler):
@@ -158,6 +183,7 @@ class _Handler(QuietHandler):
         now = time.monotonic()
         with app.lock:
             app.state.batches.append([str(m.get("message_id")) for m in messages])
+            app.state.posts.update(str(m.get("message_id")) for m in messages)
             for m in messages:
                 mid, to, text = str(m.get("message_id") or ""), str(m.get("to") or ""), str(m.get("text") or "")
                 if not mid:
@@ -174,9 +200,11 @@ class _Handler(QuietHandler):
         if stall:
             app.stalled.set()
             app.release.wait(120)
+        if app.slow_seconds:
+            time.sleep(app.slow_seconds)
         with app.lock:
             app.state.answers.extend((r["message_id"], r["status"]) for r in results)
-        self.send_body(200, orjson.dumps({"results": results}))
+        self.send_body(200, _padded(orjson.dumps({"results": results}), app._take_pad()))
 
     def do_GET(self) -> None:
         parsed = urlparse(self.path)
@@ -196,7 +224,9 @@ class _Handler(QuietHandler):
             page = self.app.state.replies[start : start + limit]
         doc = {
             "replies": [
-                {
+                r
+                if not isinstance(r, GatewayReply)
+                else {
                     "reply_id": r.reply_id,
                     "from": r.sender,
                     "text": r.text,
@@ -207,7 +237,12 @@ class _Handler(QuietHandler):
             ],
             "next_cursor": f"{self.app.epoch}:{start + len(page)}" if page else None,
         }
-        self.send_body(200, orjson.dumps(doc))
+        self.send_body(200, _padded(orjson.dumps(doc), self.app._take_pad()))
+
+
+def _padded(body: bytes, pad: bytes) -> bytes:
+    """JSON with trailing whitespace: still valid, as large as a test wants."""
+    return body + pad if pad else body
 
 
 def main() -> None:

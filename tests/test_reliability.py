@@ -1,0 +1,197 @@
+"""Operations that survive bad days (SPEC §4, §6, §14): poisoned replies, dead runs, overlapping runs, huge answers.
+
+Every test runs against the store on SQLite and PostgreSQL and the loopback SMS gateway over real HTTP.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from minyi.sim.sms_gateway import SmsGateway
+from minyi.tasks.bounds import (
+    CONTROL_CHARACTER,
+    FROM_TOO_LONG,
+    MAX_ANSWER_BYTES,
+    MESSAGE_ID_TOO_LONG,
+    NOT_AN_OBJECT,
+    NOT_TEXT,
+    RECEIVED_AT_OUT_OF_RANGE,
+    RECEIVED_AT_UNPARSEABLE,
+    REPLY_ID_MISSING,
+    REPLY_ID_TOO_LONG,
+    TEXT_TOO_LONG,
+    AnswerTooLarge,
+    RefusedReply,
+    Reply,
+    check_reply,
+    read_capped,
+)
+from tests.support import Env, at, make_record
+from tests.test_followups import DAY, MORNING, add_records, configure, flush, plan, replies
+
+AS_OF = at("2026-11-22 12:00")
+GOOD = {"reply_id": "ok-1", "from": "13800001111", "text": "1", "received_at": "2026-11-22T10:00:00+08:00"}
+# (reply, the reason it is refused): one of each rule of SPEC §4
+POISONED: list[tuple[Any, str]] = [
+    ({**GOOD, "reply_id": None}, REPLY_ID_MISSING),
+    ({k: v for k, v in GOOD.items() if k != "reply_id"}, REPLY_ID_MISSING),
+    ({**GOOD, "reply_id": "r" * 129}, REPLY_ID_TOO_LONG),
+    ({**GOOD, "reply_id": "x" * 300}, REPLY_ID_TOO_LONG),  # over the old column's 255: PostgreSQL DataError
+    ({**GOOD, "reply_id": "nul\x00id"}, CONTROL_CHARACTER),
+    ({**GOOD, "text": "满意\x00"}, CONTROL_CHARACTER),
+    ({**GOOD, "text": "bell\x07"}, CONTROL_CHARACTER),
+    ({**GOOD, "from": "138\x1b[31m"}, CONTROL_CHARACTER),
+    ({**GOOD, "message_id": "m\x85"}, CONTROL_CHARACTER),
+    ({**GOOD, "from": "1" * 65}, FROM_TOO_LONG),
+    ({**GOOD, "message_id": "m" * 65}, MESSAGE_ID_TOO_LONG),
+    ({**GOOD, "text": "字" * 1001}, TEXT_TOO_LONG),
+    ({**GOOD, "received_at": "0001-01-01T00:00:00+00:00"}, RECEIVED_AT_OUT_OF_RANGE),  # was an OverflowError
+    ({**GOOD, "received_at": "9999-12-31T23:59:59+00:00"}, RECEIVED_AT_OUT_OF_RANGE),
+    ({**GOOD, "received_at": "2025-10-01T10:00:00+08:00"}, RECEIVED_AT_OUT_OF_RANGE),  # > 400 days before as_of
+    ({**GOOD, "received_at": "2026-11-23T13:00:00+08:00"}, RECEIVED_AT_OUT_OF_RANGE),  # > 1 day after as_of
+    ({**GOOD, "received_at": "2026-11-22T10:00:00"}, RECEIVED_AT_UNPARSEABLE),  # no offset
+    ({**GOOD, "received_at": "yesterday"}, RECEIVED_AT_UNPARSEABLE),
+    ({**GOOD, "received_at": None}, RECEIVED_AT_UNPARSEABLE),
+    ({**GOOD, "text": {"nested": 1}}, NOT_TEXT),
+    ("not an object", NOT_AN_OBJECT),
+    ([1, 2], NOT_AN_OBJECT),
+]
+
+
+@pytest.fixture
+def gateway() -> Iterator[SmsGateway]:
+    gw = SmsGateway().start()
+    yield gw
+    gw.release.set()
+    gw.stop()
+
+
+# --- the reply rules (pure) -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("reply", "reason"), POISONED)
+def test_a_reply_that_breaks_a_rule_is_refused_with_that_rule_as_its_reason(reply: Any, reason: str) -> None:
+    checked = check_reply(reply, AS_OF)
+    assert isinstance(checked, RefusedReply) and checked.reason == reason
+    assert "\x00" not in checked.raw and "\x07" not in checked.raw and "\x85" not in checked.raw
+
+
+def test_a_reply_within_every_bound_is_taken_as_given() -> None:
+    edge = {**GOOD, "reply_id": "r" * 128, "from": "1" * 64, "message_id": "m" * 64, "text": "满\t意\n" * 250}
+    for reply in (GOOD, edge, {**GOOD, "received_at": "2026-11-23T11:59:00+08:00"}):
+        assert isinstance(check_reply(reply, AS_OF), Reply)
+
+
+def test_an_answer_without_a_length_is_cut_off_as_it_streams_past_the_cap() -> None:
+    sent = 0
+
+    def body() -> Iterator[bytes]:
+        nonlocal sent
+        for _ in range(40):  # 40 MiB if read whole
+            sent += 1 << 20
+            yield b" " * (1 << 20)
+
+    transport = httpx.MockTransport(lambda _req: httpx.Response(200, content=body()))
+    with httpx.Client(transport=transport) as client, client.stream("GET", "http://gw/replies") as resp:
+        assert "Content-Length" not in resp.headers
+        with pytest.raises(AnswerTooLarge):
+            read_capped(resp)
+    assert sent <= MAX_ANSWER_BYTES + (2 << 20)  # stopped at the cap, not after reading 40 MiB
+
+
+# --- replies pages against the store ----------------------------------------------------------------
+
+
+def test_a_page_mixing_good_and_poisoned_replies_applies_the_good_keeps_the_bad_and_moves_the_cursor(
+    env: Env, gateway: SmsGateway
+) -> None:
+    rt = configure(env, gateway)
+    add_records(rt, [make_record(i, DAY) for i in range(3)])
+    plan(rt)
+    flush(rt)
+    mids = sorted(gateway.delivered)
+    gateway.reply_to(mids[0], "1", at("2026-11-22 10:00"))
+    for reply, _ in POISONED:
+        gateway.inject_raw_reply(reply)
+    gateway.reply_to(mids[1], "3", at("2026-11-22 10:05"))
+
+    got = replies(rt, AS_OF)
+
+    assert got.error is None
+    assert (got.new, got.matched, got.rejected) == (2, 2, len(POISONED))
+    assert env.scalar("SELECT COUNT(*) FROM answers") == 2
+    stored = env.rows("SELECT reason, raw FROM rejected_replies")
+    assert sorted(r[0] for r in stored) == sorted(reason for _, reason in POISONED)
+    assert all("\x00" not in raw and "\x1b" not in raw for _, raw in stored)
+    assert env.scalar("SELECT cursor FROM sms_cursors") == f"{gateway.epoch}:{2 + len(POISONED)}"
+    # the next sweep runs: nothing new, nothing raises, nothing is applied twice
+    gateway.reply_to(mids[2], "2", at("2026-11-22 11:00"))
+    again = replies(rt, AS_OF + timedelta(minutes=5))
+    assert (again.error, again.new, again.rejected) == (None, 1, 0)
+    assert env.scalar("SELECT COUNT(*) FROM rejected_replies") == len(POISONED)
+
+
+def test_a_replies_page_over_16_mib_is_refused_whole_and_its_cursor_stays(env: Env, gateway: SmsGateway) -> None:
+    rt = configure(env, gateway)
+    gateway.inject_reply("13800001111", "1", at("2026-11-22 10:00"))
+    gateway.pad_next_answer(17 * 1024 * 1024)
+    got = replies(rt, AS_OF)
+    assert got.error is not None and "cap" in got.error
+    assert env.scalar("SELECT COUNT(*) FROM sms_replies") == 0
+    assert env.scalar("SELECT COUNT(*) FROM sms_cursors") == 0
+    later = replies(rt, AS_OF)  # the next run takes the page as usual
+    assert (later.error, later.new) == (None, 1)
+
+
+def test_a_gateway_answer_over_16_mib_stops_the_relay_and_leaves_its_batch_queued(
+    env: Env, gateway: SmsGateway
+) -> None:
+    rt = configure(env, gateway)
+    add_records(rt, [make_record(i, DAY) for i in range(10)])
+    plan(rt)
+    gateway.pad_next_answer(17 * 1024 * 1024)
+    first = flush(rt)
+    assert first.error is not None and "cap" in first.error
+    assert (first.sent, first.queued) == (0, 10)
+    assert env.scalar("SELECT COUNT(*) FROM followups WHERE claim_owner IS NOT NULL") == 0  # released
+    second = flush(rt, MORNING + timedelta(minutes=1))  # the lost answer's batch may go again: duplicate
+    assert (second.error, second.sent, second.duplicate, second.queued) == (None, 10, 10, 0)
+
+
+_RSS_PROBE = """
+import resource, sys
+from datetime import datetime
+from minyi.tasks.runtime import load_runtime
+from minyi.tasks.replies import ingest_replies
+rt = load_runtime()
+with rt.sms_gateway() as client:
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    got = ingest_replies(rt.engine, client, datetime.fromisoformat(sys.argv[1]))
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(after - before, got.error is not None)
+"""
+
+
+def test_a_17_mib_replies_page_is_refused_with_peak_memory_bounded(env: Env, gateway: SmsGateway) -> None:
+    configure(env, gateway)
+    gateway.inject_reply("13800001111", "1", at("2026-11-22 10:00"))
+    gateway.pad_next_answer(17 * 1024 * 1024)
+    out = subprocess.run(
+        [sys.executable, "-c", _RSS_PROBE, AS_OF.isoformat()],
+        env=env.cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    grown_kib, failed = out.stdout.split()
+    assert failed == "True"
+    assert int(grown_kib) < 8 * 1024  # the 17 MiB answer was never held whole (reading it would add ≥ 17 MiB)
+    assert env.scalar("SELECT COUNT(*) FROM sms_replies") == 0
