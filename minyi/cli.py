@@ -197,8 +197,8 @@ def resend_cmd(
     as_of: AsOfOpt = None,
 ) -> None:
     """Post chosen channel messages again on purpose (a normal re-run never posts twice)."""
+    from minyi.tasks.notify.engine import select_for_resend
     from minyi.tasks.runtime import load_runtime
-    from minyi.tasks.slack import select_for_resend
 
     _, now = _prepare(None, as_of)
     rt = load_runtime()
