@@ -167,6 +167,7 @@ class MinyiConfig(_Strict):
     sms: SmsConfig = SmsConfig()
     notify: NotifyConfig = NotifyConfig()
     slack: SlackConfig = SlackConfig()
+    wecom: RobotConfig = RobotConfig()
     dingtalk: RobotConfig = RobotConfig()
     ingest: IngestConfig = IngestConfig()
     sources: list[SourceConfig] = Field(default_factory=list)

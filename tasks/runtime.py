@@ -28,6 +28,7 @@ _ready: set[str] = set()
 # The ONE place a notifier is chosen; a new vendor is one file in tasks/notify/ and one line here.
 NOTIFIERS: dict[str, str] = {
     "slack": "slack:SlackNotifier",
+    "wecom": "wecom:WecomNotifier",
     "dingtalk": "dingtalk:DingtalkNotifier",
     "files": "files:FileNotifier",
 }
