@@ -111,7 +111,7 @@ def queue_visits_task(as_of: datetime) -> int:
     return queued
 
 
-@task(name="open-orders", cache_policy=NO_CACHE)
+@task(name="open-orders-for-answers", cache_policy=NO_CACHE)
 def open_orders_task(as_of: datetime) -> int | None:
     """Open supervision orders for new dissatisfied answers, if the supervision stage is installed."""
     rt = load_runtime()

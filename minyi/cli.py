@@ -124,11 +124,8 @@ def serve_cmd(
     from minyi.tasks.runtime import load_runtime
 
     tz = load_runtime().config.timezone
-    served, pending = plan(tz)
-    for deployment in served:
+    for deployment in plan(tz):
         typer.echo(f"serving  {describe(deployment)}")
-    for name in pending:
-        typer.echo(f"pending  {name}: its flow is not in this installation of minyi")
     if not check:
         serve_all(tz, limit)
 

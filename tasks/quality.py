@@ -138,10 +138,11 @@ def decide_gate(row_count_ok: bool | None, previous: str | None, force: bool) ->
 
 
 def window_bounds(business_date: date, tz: Any) -> tuple[datetime, datetime]:
-    """Instants of SPEC §3's window: local dates business_date−1 … business_date+1, inclusive."""
-    start = start_of_day(business_date - timedelta(days=1), tz)
-    end = start_of_day(business_date + timedelta(days=2), tz) - timedelta(microseconds=1)
-    return start, end
+    """Instants of SPEC §3's window (`tasks.intake.window_instants`), the end inclusive for the expectation."""
+    from minyi.tasks.intake import window_instants
+
+    start, end = window_instants(business_date, tz)
+    return start, end - timedelta(microseconds=1)
 
 
 def instant_literal(dialect: str, value: datetime) -> str:
