@@ -26,7 +26,7 @@ TZ = ZoneInfo("Asia/Shanghai")
 
 
 def _config(url: str) -> str:
-    lines = ['timezone = "Asia/Shanghai"', "[ingest]", "page_size = 5000", ""]
+    lines = ['timezone = "Asia/Shanghai"', "[notify]", 'delivery = "files"', "[ingest]", "page_size = 5000", ""]
     for s in SOURCES:
         lines += ["[[sources]]", f'name = "{s.name}"', f'url = "{url}/{s.name}"', ""]
     return "\n".join(lines)

@@ -31,6 +31,8 @@ SOURCES = ("police110", "window")
 PAGE = 50_000
 
 CONFIG = """timezone = "Asia/Shanghai"
+[notify]
+delivery = "files"
 [[sources]]
 name = "police110"
 url = "http://127.0.0.1:9/police110"

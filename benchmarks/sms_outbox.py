@@ -76,6 +76,7 @@ def main() -> None:
         with throwaway_store(args.db) as url, tempfile.TemporaryDirectory() as tmp:
             cfg = Path(tmp) / "minyi.toml"
             cfg.write_text(
+                '[notify]\ndelivery = "files"\n\n'
                 f'[sms]\nurl = "http://127.0.0.1:{port}"\nbatch_size = {args.batch_size}\n\n'
                 '[[units]]\ncode = "QD-SN-PS01"\nname = "市南分局八大关派出所"\nchannel = "C0SNPS01"\n',
                 encoding="utf-8",

@@ -41,7 +41,7 @@ CHUNK = 50_000
 
 
 def _config() -> str:
-    lines = ['timezone = "Asia/Shanghai"', "", "[clock]", 'mode = "working"', ""]
+    lines = ['timezone = "Asia/Shanghai"', "", "[notify]", 'delivery = "files"', "", "[clock]", 'mode = "working"', ""]
     for code, channel in UNITS:
         lines += ["[[units]]", f'code = "{code}"', f'name = "单位 {code}"', f'channel = "{channel}"', ""]
     return "\n".join(lines)

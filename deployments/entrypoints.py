@@ -2,9 +2,9 @@
 
 Each attribute is the flow whose Prefect name the registry gives, found by
 importing the modules of `minyi.flows`. Why by name rather than a fixed file
-path: the entrypoints stay valid when a stage moves between modules, and a
-deployment whose flow has not landed yet still deploys, as a clearly marked
-placeholder that fails with one line instead of breaking `prefect deploy --all`.
+path: the entrypoints stay valid when a stage moves between modules. Every
+deployment's flow must exist: a missing one is an error naming it (a test checks
+that each spec resolves).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pkgutil
 from functools import cache
 from typing import Any
 
-from prefect import Flow, flow
+from prefect import Flow
 
 from minyi.deployments.registry import SPECS, DeploymentSpec
 from minyi.tasks.errors import MinyiError
@@ -45,38 +45,13 @@ def discovered() -> dict[str, Flow[Any, Any]]:
     return found
 
 
-def is_placeholder(candidate: Flow[Any, Any]) -> bool:
-    return getattr(candidate, "_minyi_placeholder", False)
-
-
-def _placeholder(spec: DeploymentSpec) -> Flow[Any, Any]:
-    name = spec.flow_names[0]
-
-    def not_installed() -> None:
-        raise FlowNotInstalled(
-            f"flow {name!r} is not in this installation of minyi; upgrade minyi on the workers and re-run prefect deploy"
-        )
-
-    not_installed.__doc__ = (
-        f"PENDING: placeholder for the {name!r} flow, which this version of minyi does not have yet."
-    )
-    placeholder = flow(name=name)(not_installed)
-    placeholder._minyi_placeholder = True  # type: ignore[attr-defined]
-    return placeholder
-
-
 def resolve(spec: DeploymentSpec) -> Flow[Any, Any]:
-    """The flow a deployment runs, or its placeholder when no module defines it."""
+    """The flow a deployment runs; FlowNotInstalled (one line) when no module of minyi.flows defines it."""
     flows = discovered()
     for name in spec.flow_names:
         if name in flows:
             return flows[name]
-    return _placeholder(spec)
-
-
-def pending() -> list[str]:
-    """Deployments whose flow is not in this tree (a placeholder stands in)."""
-    return [s.name for s in SPECS if is_placeholder(resolve(s))]
+    raise FlowNotInstalled(f"deployment {spec.name!r}: no flow named {' or '.join(map(repr, spec.flow_names))}")
 
 
 def __getattr__(attr: str) -> Flow[Any, Any]:

@@ -97,8 +97,6 @@ def render_prefect_yaml(timezone: str = DEFAULT_TIMEZONE) -> str:
         f"#   prefect work-pool create {WORK_POOL} --type process   # once",
         "#   prefect deploy --all --prefect-file deployments/prefect.yaml",
         "# Descriptions and parameter forms come from each flow's docstring and signature.",
-        "# A flow not in this installation deploys as a placeholder that fails with one line",
-        "# (`minyi serve --check` lists them); it becomes real after an upgrade and a re-deploy.",
     ]
     return "\n".join(header) + "\n" + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=120)
 

@@ -3,9 +3,7 @@
 The same deployments as deployments/prefect.yaml, without a work pool: this
 process polls the Prefect API, starts each scheduled or UI-triggered run as a
 subprocess and reports it back. Schedules use the config's timezone, so a
-bureau outside Asia/Shanghai gets its own 09:00. Flows this installation does
-not have yet are listed and skipped (nothing to serve); prefect.yaml deploys
-them as placeholders instead.
+bureau outside Asia/Shanghai gets its own 09:00.
 """
 
 from __future__ import annotations
@@ -15,15 +13,13 @@ from typing import Any
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.schedules import Cron
 
-from minyi.deployments.entrypoints import is_placeholder, resolve
+from minyi.deployments.entrypoints import resolve
 from minyi.deployments.registry import SPECS, DeploymentSpec
 
 
-def runner_deployment(spec: DeploymentSpec, timezone: str) -> RunnerDeployment | None:
-    """The served form of one deployment, or None when its flow is not installed."""
+def runner_deployment(spec: DeploymentSpec, timezone: str) -> RunnerDeployment:
+    """The served form of one deployment."""
     target = resolve(spec)
-    if is_placeholder(target):
-        return None
     return target.to_deployment(
         name=spec.name,
         schedules=[Cron(spec.cron, timezone=timezone)] if spec.cron else None,
@@ -34,17 +30,9 @@ def runner_deployment(spec: DeploymentSpec, timezone: str) -> RunnerDeployment |
     )
 
 
-def plan(timezone: str) -> tuple[list[RunnerDeployment], list[str]]:
-    """(deployments to serve, names of deployments whose flow is not installed)."""
-    served: list[RunnerDeployment] = []
-    pending: list[str] = []
-    for spec in SPECS:
-        deployment = runner_deployment(spec, timezone)
-        if deployment is None:
-            pending.append(spec.name)
-        else:
-            served.append(deployment)
-    return served, pending
+def plan(timezone: str) -> list[RunnerDeployment]:
+    """Every deployment to serve."""
+    return [runner_deployment(spec, timezone) for spec in SPECS]
 
 
 def describe(deployment: RunnerDeployment) -> str:
@@ -57,5 +45,5 @@ def serve_all(timezone: str, limit: int | None = None) -> None:
     """Register every installed deployment and run their flow runs until interrupted."""
     from prefect import serve
 
-    served, _ = plan(timezone)
+    served = plan(timezone)
     serve(*served, limit=limit, print_starting_message=False)

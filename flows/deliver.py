@@ -10,8 +10,8 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 from minyi.tasks.days import now as wall_clock
+from minyi.tasks.notify.engine import DeliverySummary, deliver, mark_for_resend, select_for_resend
 from minyi.tasks.runtime import load_runtime
-from minyi.tasks.slack import DeliverySummary, deliver, make_poster, mark_for_resend, select_for_resend
 
 
 class Delivery(BaseModel):
@@ -21,8 +21,11 @@ class Delivery(BaseModel):
     sent: int
     failed: int
     waiting: int
+    deferred: int
     pending: int
     stuck: int
+    unconfirmed: int
+    rate_limited: int
     errors: list[str] = Field(default_factory=list)
 
     @classmethod
@@ -32,22 +35,38 @@ class Delivery(BaseModel):
 
 @task(name="deliver-outbox", cache_policy=NO_CACHE)
 def deliver_outbox(as_of: datetime) -> Delivery:
-    """Post every pending outbox row (Slack, or markdown files without a token); failures stay pending."""
+    """Post every pending outbox row through the notifier the runtime chose; failures stay pending."""
     rt = load_runtime()
-    poster = make_poster(rt.config, rt.reports_dir)
-    summary = Delivery.of(deliver(rt.engine, poster, as_of, claim_timeout=rt.config.slack.claim_timeout_seconds))
+    n = rt.config.notify
+    summary = Delivery.of(
+        deliver(
+            rt.engine,
+            rt.notifier,
+            as_of,
+            claim_timeout=n.claim_timeout_seconds,
+            max_wait=n.max_wait_seconds,
+            backoff=(n.backoff_seconds, n.max_backoff_seconds),
+            alert_channel=rt.config.center_channel,
+        )
+    )
     log = get_run_logger()
     log.info(
-        "outbox via %s: %d sent, %d failed, %d left pending",
+        "outbox via %s: %d sent, %d failed, %d deferred (rate), %d left pending",
         summary.poster,
         summary.sent,
         summary.failed,
+        summary.deferred,
         summary.pending,
     )
     for error in summary.errors[:10]:
         log.warning("post failed (stays pending): %s", error)
+    if summary.unconfirmed:
+        log.error(
+            "%d abandoned post(s) could not be confirmed with the channel: not re-posted, centre alerted",
+            summary.unconfirmed,
+        )
     if summary.stuck:
-        log.warning("%d post(s) have failed 5 times or more and are still pending", summary.stuck)
+        log.warning("%d post(s) are stuck (failed 5 times or more, or unconfirmed)", summary.stuck)
     return summary
 
 

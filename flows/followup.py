@@ -17,10 +17,11 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from minyi.flows.naming import by_business_date
+from minyi.tasks import texts
 from minyi.tasks.answers import open_orders_if_available
 from minyi.tasks.days import parse_instant, resolve_day
 from minyi.tasks.eligibility import PlanSummary, plan_followups
-from minyi.tasks.outbox import Message, enqueue
+from minyi.tasks.outbox import enqueue
 from minyi.tasks.replies import ReplySummary, ingest_replies
 from minyi.tasks.runtime import Runtime, load_runtime
 from minyi.tasks.sms import FlushSummary, flush_outbox
@@ -112,7 +113,7 @@ def queue_visits_task(as_of: datetime) -> int:
     return queued
 
 
-@task(name="open-orders", cache_policy=NO_CACHE)
+@task(name="open-orders-for-answers", cache_policy=NO_CACHE)
 def open_orders_task(as_of: datetime) -> int | None:
     """Open supervision orders for new dissatisfied answers, if the supervision stage is installed."""
     rt = load_runtime()
@@ -127,18 +128,7 @@ def tell_centre_of_gateway_failure(rt: Runtime, as_of: datetime, *errors: str | 
         return
     day = as_of.astimezone(rt.tz).date()
     with rt.engine.begin() as conn:
-        enqueue(
-            conn,
-            [
-                Message(
-                    key=f"sms-gateway-failed:{day.isoformat()}",
-                    kind="sms_gateway_failed",
-                    channel=rt.config.slack.center_channel,
-                    text=f"⚠️ 短信网关异常：{failures[0]}。未发出的回访短信已保留，将在下次运行时发送。",
-                )
-            ],
-            as_of,
-        )
+        enqueue(conn, [texts.sms_gateway_failed(rt.config.center_channel, day, failures[0])], as_of)
 
 
 @flow(name="followup", flow_run_name=by_business_date("followup"))

@@ -15,17 +15,16 @@ from pydantic import BaseModel
 
 from minyi.flows.deliver import Delivery, deliver_outbox
 from minyi.flows.naming import by_business_date
+from minyi.tasks import texts
 from minyi.tasks.days import local_date, resolve_day
 from minyi.tasks.days import now as wall_clock
 from minyi.tasks.kpis import compute_assessment
 from minyi.tasks.outbox import enqueue
 from minyi.tasks.reports import (
     STATE_NAMES,
-    assessment_messages,
     files_in,
     fmt_rate,
     rectification,
-    rectification_messages,
     report_paths,
     unit_directory,
     write_reports,
@@ -69,18 +68,10 @@ def enqueue_summaries(assessment: dict, rect: dict | None, chart: str, as_of: da
     names, channels = unit_directory(cfg)
     messages = []
     if rect is not None:
-        messages += rectification_messages(rect, cfg, names, channels)
-    if monthly:
-        month = assessment["period"]["start"][:7]
-        key, title = f"assessment-month:{month}", f"民意110 月度考核 {month}"
-        targets = [cfg.slack.center_channel, cfg.slack.leadership_channel]
-    else:
-        key, title = (
-            f"assessment:{assessment['business_date']}",
-            f"民意110 考核（月度累计）{assessment['business_date']}",
-        )
-        targets = [cfg.slack.center_channel]
-    messages += assessment_messages(assessment, targets, Path(chart), names, key, title)
+        messages += texts.rectification_messages(rect, cfg.center_channel, names, channels)
+    key, title = texts.assessment_key_title(assessment, monthly)
+    targets = [cfg.center_channel, cfg.leadership_channel] if monthly else [cfg.center_channel]
+    messages += texts.assessment_messages(assessment, targets, Path(chart), names, key, title)
     with rt.engine.begin() as conn:
         return enqueue(conn, messages, as_of)
 

@@ -33,7 +33,7 @@ class SuperviseSummary(BaseModel):
     calendar_warnings: int
 
 
-@task(name="open-orders", cache_policy=NO_CACHE)
+@task(name="open-orders-and-dues", cache_policy=NO_CACHE)
 def open_orders_task(as_of: datetime) -> tuple[int, int, int, int]:
     """Open orders for new dissatisfied answers, compute every missing due, warn about the calendar.
 

@@ -124,11 +124,8 @@ def serve_cmd(
     from minyi.tasks.runtime import load_runtime
 
     tz = load_runtime().config.timezone
-    served, pending = plan(tz)
-    for deployment in served:
+    for deployment in plan(tz):
         typer.echo(f"serving  {describe(deployment)}")
-    for name in pending:
-        typer.echo(f"pending  {name}: its flow is not in this installation of minyi")
     if not check:
         serve_all(tz, limit)
 
@@ -197,8 +194,8 @@ def resend_cmd(
     as_of: AsOfOpt = None,
 ) -> None:
     """Post chosen channel messages again on purpose (a normal re-run never posts twice)."""
+    from minyi.tasks.notify.engine import select_for_resend
     from minyi.tasks.runtime import load_runtime
-    from minyi.tasks.slack import select_for_resend
 
     _, now = _prepare(None, as_of)
     rt = load_runtime()

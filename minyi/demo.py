@@ -38,8 +38,8 @@ def demo_config_text(source_url: str, sms_url: str) -> str:
         f'url = "{sms_url}"',
         'token_env = "MINYI_SMS_TOKEN"',
         "",
-        "[slack]",
-        'token_env = "MINYI_DEMO_SLACK_TOKEN_UNSET"',
+        "[notify]",
+        'delivery = "files"  # the demo posts to markdown files under reports/outbox/',
         "",
     ]
     for s in SOURCES:

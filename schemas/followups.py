@@ -34,8 +34,8 @@ class Followup(SQLModel, table=True):
         Index("ix_followups_business_date_source", "business_date", "source"),
         Index("ix_followups_sms_status", "sms_status", "id"),  # the relay walks queued rows in id order
         # Replies are matched by phone (SPEC §4). Not partial (WHERE sms_status = 'sent'): then every batch the
-        # relay commits would insert ~500 random entries and rewrite ~500 index pages into the WAL (1M SMS on
-        # SQLite: the relay went from 9 s to 32 s); planning inserts them in one transaction instead (~2.7 s).
+        # relay commits would insert ~500 random entries and rewrite ~500 index pages into the WAL; planning
+        # inserts them in one transaction instead (figures: docs/performance.md, "Figures behind code decisions").
         Index("ix_followups_phone_norm", "phone_norm"),
         # the visit queue reads only queued visits; a partial index costs nothing for the million rows without one
         Index(

@@ -93,8 +93,27 @@ class SlackConfig(_Strict):
     timeout_seconds: int = Field(15, ge=1)
     max_retries: int = Field(3, ge=0, le=10)
     backoff_seconds: float = Field(0.5, ge=0)
+
+
+class NotifyConfig(_Strict):
+    """Which notifier posts (SPEC §13); the names are the runtime's (`tasks.runtime.NOTIFIERS`), checked there."""
+
+    delivery: str = "slack"
+    # Not in SPEC §2's example; documented in docs/reports.md.
+    max_wait_seconds: float = Field(120.0, ge=0, le=3600)  # sleeping for rate limits / back-offs, per pass
+    backoff_seconds: float = Field(2.0, ge=0)  # after a rate-limited answer: base·2^(n−1) …
+    max_backoff_seconds: float = Field(30.0, ge=0)  # … capped
     # A post claimed this long ago and still not marked sent belonged to a run that died (docs/security.md).
     claim_timeout_seconds: float = Field(300.0, ge=0)
+
+
+class RobotConfig(_Strict):
+    """A group robot (WeCom, DingTalk): each channel is the NAME of an env variable holding a webhook URL."""
+
+    center_channel: str = ""
+    leadership_channel: str = ""
+    secret_env: str = ""  # DingTalk's signed webhooks: the variable holding the signing secret
+    timeout_seconds: float = Field(15.0, gt=0)
 
 
 class IngestConfig(_Strict):
@@ -148,7 +167,10 @@ class MinyiConfig(_Strict):
     followup: FollowupConfig = FollowupConfig()
     targets: TargetsConfig = TargetsConfig()
     sms: SmsConfig = SmsConfig()
+    notify: NotifyConfig = NotifyConfig()
     slack: SlackConfig = SlackConfig()
+    wecom: RobotConfig = RobotConfig()
+    dingtalk: RobotConfig = RobotConfig()
     ingest: IngestConfig = IngestConfig()
     sources: list[SourceConfig] = Field(default_factory=list)
     units: list[UnitConfig] = Field(default_factory=list)
@@ -178,6 +200,20 @@ class MinyiConfig(_Strict):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def channels(self) -> SlackConfig | RobotConfig:
+        """The section whose channels the chosen notifier uses: `[{delivery}]`, or `[slack]`'s names for files."""
+        section = getattr(self, self.notify.delivery, None)
+        return section if isinstance(section, SlackConfig | RobotConfig) else self.slack
+
+    @property
+    def center_channel(self) -> str:
+        return self.channels.center_channel
+
+    @property
+    def leadership_channel(self) -> str:
+        return self.channels.leadership_channel
 
     def source(self, name: str) -> SourceConfig:
         for s in self.sources:

@@ -140,8 +140,8 @@ def plan_followups(conn: Connection, business_date: date, as_of: datetime, cfg: 
 
 
 # SQLite's default page cache is 2 MiB; the phone index of a million follow-ups (~30 MiB) takes random
-# inserts, each a page read when the cache misses. 32 MiB while planning: 1M records 8.0 s -> 6.1 s,
-# ~60 MiB more peak memory, given back after.
+# inserts, each a page read when the cache misses. 32 MiB while planning, given back after
+# (what it bought: docs/performance.md, "Figures behind code decisions").
 PLAN_CACHE_KIB = 32 * 1024
 
 

@@ -36,6 +36,7 @@ from sqlalchemy import BigInteger, Boolean, String, text
 from sqlalchemy.engine import Connection
 
 from minyi.schemas.types import UtcDateTime
+from minyi.tasks import texts
 from minyi.tasks.calendar import DATA_WARNING_DAYS, Calendar, days_until_data_runs_out
 from minyi.tasks.clocks import ESCALATIONS, Escalation, end_of_day, last_day_of
 from minyi.tasks.config import MinyiConfig
@@ -153,26 +154,19 @@ def escalation_messages(row: EscalationRow, cfg: MinyiConfig, tz: ZoneInfo) -> l
     unit_known = bool(row.unit_channel)
     unit_label = f"{row.unit_name}（{row.unit_code}）" if row.unit_name else f"{row.unit_code}（未配置单位）"
     roles = {
-        "unit": row.unit_channel or cfg.slack.center_channel,
-        "centre": cfg.slack.center_channel,
-        "leadership": cfg.slack.leadership_channel,
+        "unit": row.unit_channel or cfg.center_channel,
+        "centre": cfg.center_channel,
+        "leadership": cfg.leadership_channel,
     }
     clock, due = _clock_words(row.level, cfg), _due_words(row.due, tz)
-    if row.level == "response_reminder":
-        body = f"⏰ 督办提醒 {row.ref}：{unit_label} 的{clock}今日届满，截止 {due}，单位尚未反馈跟进情况。"
-    elif row.level == "response_overdue":
-        body = f"🚨 督办超时 {row.ref}：{unit_label} 的{clock}已于 {due} 届满，单位仍未反馈跟进情况。"
-    else:
-        body = f"🚨 整改超时 {row.ref}：{unit_label} 的{clock}已于 {due} 届满，工单仍未办结反馈。"
-    if not unit_known:
-        body += "该单位未配置值班频道，转中心处理。"
+    body = texts.escalation_text(row.level, row.ref, unit_label, clock, due, unit_known)
     channels: list[str] = []
     for role in ROUTES[row.level]:
         channel = roles[role]
         if channel not in channels:
             channels.append(channel)
     return [
-        Message(key=f"escalation:{row.order_id}:{row.level}:{channel}", kind=row.level, channel=channel, text=body)
+        Message(key=texts.escalation_key(row.order_id, row.level, channel), kind=row.level, channel=channel, body=body)
         for channel in channels
     ]
 
@@ -241,7 +235,7 @@ def calendar_notices(
     """
     tz = cfg.tz
     today: date = as_of.astimezone(tz).date()
-    centre = cfg.slack.center_channel
+    centre = cfg.center_channel
     hint = "请在配置 [clock] calendar_file 中补充国务院公布的节假日安排（含调休上班日）。"
     notices: list[Message] = []
     left = days_until_data_runs_out(cal, today)
@@ -252,7 +246,7 @@ def calendar_notices(
                 key=f"calendar-pending:{as_of.astimezone(tz).isoformat()}",
                 kind="calendar_pending",
                 channel=centre,
-                text=(
+                body=(
                     f"⚠️ 日历数据不足：{pending} 个督办工单的时限要用到节假日数据之外的日期"
                     f"（数据只到 {cal.last_covered_date()}），时限不推测，这些工单暂不升级（pending_calendar）。{hint}"
                 ),
@@ -265,7 +259,7 @@ def calendar_notices(
                 key=f"calendar-running-out:{today.isoformat()}",
                 kind="calendar_running_out",
                 channel=centre,
-                text=f"⚠️ 节假日数据{state}，此后开出的督办工单将无法计算时限。{hint}",
+                body=f"⚠️ 节假日数据{state}，此后开出的督办工单将无法计算时限。{hint}",
             )
         )
     return notices

@@ -105,7 +105,7 @@ def ingest_workers(rt: Runtime, sources: int) -> int:
 
 def announce_ingest(rt: Runtime, business_date: date, as_of: datetime, pulls: list[SourcePull]) -> IngestSummary:
     """Register unknown units and tell the centre channel about failed sources and unknown units."""
-    centre = rt.config.slack.center_channel
+    centre = rt.config.center_channel
     with rt.engine.begin() as conn:
         unknown = register_unknown_units(conn, business_date)
         messages = [
@@ -113,7 +113,7 @@ def announce_ingest(rt: Runtime, business_date: date, as_of: datetime, pulls: li
                 key=f"source-failed:{p.source}:{business_date}",
                 kind="source_failed",
                 channel=centre,
-                text=f"⚠️ 数据源 {p.source} 拉取 {business_date} 失败：{p.error}（其他数据源已照常入库）",
+                body=f"⚠️ 数据源 {p.source} 拉取 {business_date} 失败：{p.error}（其他数据源已照常入库）",
             )
             for p in pulls
             if p.status != "ok"
@@ -125,7 +125,7 @@ def announce_ingest(rt: Runtime, business_date: date, as_of: datetime, pulls: li
                     key=f"unknown-units:{business_date}:{','.join(c for c, _ in unknown)}",
                     kind="unknown_units",
                     channel=centre,
-                    text=f"⚠️ {business_date} 的记录含未配置的单位代码：{listing}。相关事项转中心处理，请在配置中补充单位。",
+                    body=f"⚠️ {business_date} 的记录含未配置的单位代码：{listing}。相关事项转中心处理，请在配置中补充单位。",
                 )
             )
         enqueue(conn, messages, as_of)

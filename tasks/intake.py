@@ -124,7 +124,7 @@ def _jsonable(row: Any) -> bool:
 
 
 @lru_cache(maxsize=64)
-def _window_instants(business_date: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
+def window_instants(business_date: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
     """[local midnight of the day before, local midnight two days after): `window()` as instants."""
     lo, hi = window(business_date)
     return datetime.combine(lo, dtime(0), tz), datetime.combine(hi + timedelta(days=1), dtime(0), tz)
@@ -155,7 +155,7 @@ def intake(row: Any, business_date: date, tz: ZoneInfo, fields: dict[str, str] |
     if handled_at is None:
         reasons.append(BAD_HANDLED_AT)
     else:
-        lo, hi = _window_instants(business_date, tz)
+        lo, hi = window_instants(business_date, tz)
         if not lo <= handled_at < hi:
             reasons.append(HANDLED_AT_OUT_OF_WINDOW)
     v = r.get("unit_code")
@@ -306,7 +306,7 @@ class PageIntake:
         if dt is None:
             value: Any = _OUT
         else:
-            lo, hi = _window_instants(self.business_date, self.tz)
+            lo, hi = window_instants(self.business_date, self.tz)
             value = self.instant_param(dt) if lo <= dt < hi else _OUT
         if len(self._instants) >= _MAX_CACHED_INSTANTS:
             self._instants.clear()

@@ -32,8 +32,9 @@ _MOBILE_IN_TEXT = re.compile(
     r"(1[3-9]\d)" + _DIGIT_GAP + r"(\d{4})" + _DIGIT_GAP + r"(\d{4})(?![\d])"
 )
 # Every match of _MOBILE_IN_TEXT holds its group 1 as is: text without it has no number to mask.
-# Why the pre-check: the full pattern costs ~5 µs on a typical post (it backtracks at every
-# position), the pre-check ~0.2 µs, and the outbox masks every post (millions in a catch-up sweep).
+# Why the pre-check: the full pattern backtracks at every position of a post, the pre-check is a
+# fraction of its cost, and the outbox masks every post (millions in a catch-up sweep); the
+# figures are in docs/performance.md ("Figures behind code decisions").
 _MAYBE_MOBILE = re.compile(r"1[3-9]\d")
 
 PII_KEY_ENV = "MINYI_PII_KEY"

@@ -1,35 +1,34 @@
 """Enqueue channel messages in the outbox (SPEC §7): the key is the promise of "at most once".
 
+The enqueue API every producer uses (docs/reports.md):
+
+    enqueue(conn, [Message(key, kind, channel, body, title=…, image=…, parent=…)], now)
+
+- `key`: unique; a second enqueue of the same key adds nothing (a re-run posts nothing twice).
+- `kind`: what the post is (`escalation`, `quality_alert`, …), for operators and `resend --kind`.
+- `channel`: `cfg.center_channel`, `cfg.leadership_channel` or a unit's `channel`, as the
+  chosen notifier understands it; never a vendor's own name for it.
+- `body`: neutral markdown (`tasks.notify.base`), texts from `tasks.texts`.
+
 Writers call `enqueue` inside the same transaction as the change they report;
-delivery (Slack or files) is a separate step that only reads pending rows.
+delivery (`tasks.notify.engine.deliver`, through whichever notifier the runtime
+chose) is a separate step that only reads pending rows.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.engine import Connection
 
 from minyi.tasks.masking import mask_text
+from minyi.tasks.notify.base import Message
 from minyi.tasks.store import instant_param
 
-
-@dataclass(frozen=True)
-class Message:
-    """One post: `key` makes it idempotent; `thread_of` names the key of the post to reply under."""
-
-    key: str
-    kind: str
-    channel: str
-    text: str
-    blocks: str | None = None
-    attachment: str | None = None
-    thread_of: str | None = None
-
+__all__ = ["Message", "enqueue"]
 
 _INSERT = (
-    "INSERT INTO notifications (key, kind, channel, text, blocks, attachment, thread_of, status, attempts, "
+    "INSERT INTO notifications (key, kind, channel, title, text, attachment, parent_key, status, attempts, "
     "created_at) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, 'pending', 0, {p}) ON CONFLICT (key) DO NOTHING"
 )
 _INSERT_BY_STYLE = {
@@ -43,8 +42,8 @@ def enqueue(conn: Connection, messages: list[Message], now: datetime) -> int:
     """Insert messages not already in the outbox; returns how many were new. Text is masked here too.
 
     Why the driver's executemany with tuples: an escalation catch-up enqueues ~2.6
-    posts per order (millions at a million orders), and SQLAlchemy's per-row
-    parameter handling for `text()` cost more than the insert itself.
+    posts per order (millions in a catch-up), and SQLAlchemy's per-row parameter
+    handling for `text()` cost more than the insert itself.
     """
     if not messages:
         return 0
@@ -56,10 +55,10 @@ def enqueue(conn: Connection, messages: list[Message], now: datetime) -> int:
                 m.key,
                 m.kind,
                 m.channel,
-                mask_text(m.text),
-                mask_text(m.blocks) if m.blocks else None,
-                m.attachment,
-                m.thread_of,
+                mask_text(m.title) if m.title else None,
+                mask_text(m.body),
+                m.image,
+                m.parent,
                 ts,
             )
             for m in messages

@@ -31,6 +31,7 @@ from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection, Engine
 
 from minyi.schemas import expectations as ex
+from minyi.tasks import texts
 from minyi.tasks.days import start_of_day
 from minyi.tasks.masking import mask_text
 from minyi.tasks.outbox import Message, enqueue
@@ -137,10 +138,11 @@ def decide_gate(row_count_ok: bool | None, previous: str | None, force: bool) ->
 
 
 def window_bounds(business_date: date, tz: Any) -> tuple[datetime, datetime]:
-    """Instants of SPEC §3's window: local dates business_date−1 … business_date+1, inclusive."""
-    start = start_of_day(business_date - timedelta(days=1), tz)
-    end = start_of_day(business_date + timedelta(days=2), tz) - timedelta(microseconds=1)
-    return start, end
+    """Instants of SPEC §3's window (`tasks.intake.window_instants`), the end inclusive for the expectation."""
+    from minyi.tasks.intake import window_instants
+
+    start, end = window_instants(business_date, tz)
+    return start, end - timedelta(microseconds=1)
 
 
 def instant_literal(dialect: str, value: datetime) -> str:
@@ -174,9 +176,8 @@ def alert_text(business_date: date, sources: Sequence[SourceQuality], store: Sto
         lines.append(f"• 存储约束 {o.name} 违例 {o.unexpected} 条：{refs}")
     if not lines:
         return None
-    held = [s.source for s in sources if s.gate == HELD]
-    tail = f"\n核实后放行：minyi quality --date {business_date} --force" if held else ""
-    return mask_text(f"⚠️ {business_date} 数据质量告警\n" + "\n".join(lines) + tail)
+    held = any(s.gate == HELD for s in sources)
+    return mask_text(texts.quality_alert_text(business_date, lines, held))
 
 
 def quality_document(summary: QualitySummary, tz: Any) -> dict[str, Any]:
@@ -629,10 +630,10 @@ def record_day(
                 conn,
                 [
                     Message(
-                        key=f"quality:{business_date}:{alert_signature(sources, store)}",
+                        key=texts.quality_alert_key(business_date, alert_signature(sources, store)),
                         kind="quality_alert",
-                        channel=rt.config.slack.center_channel,
-                        text=message,
+                        channel=rt.config.center_channel,
+                        body=message,
                     )
                 ],
                 as_of,

@@ -5,10 +5,9 @@ Who reads what:
   each with its clocks, the escalations fired and its `state` at as_of
   (open | due_today | overdue | pending_calendar | closed); contacts masked.
 - `assessment.json` / `.csv` / `.png`: the month-to-date metrics (tasks.kpis).
-- the centre channel: a rectification summary (overdue and due-today orders
-  listed in its thread, so a long list never buries the channel) and an
-  assessment summary with the chart; each unit with overdue or due-today orders
-  gets its own digest in its duty channel (unknown units: the centre's).
+- the duty channels: the summaries composed in `tasks.texts` (rectification summary
+  with its listed orders in the thread, assessment summary with the chart, each
+  unit's digest).
 
 Files are written whole or not at all (temp + rename). Every contact passes
 through tasks.masking; nothing here formats a phone or a name itself.
@@ -34,8 +33,7 @@ from minyi.tasks.config import MinyiConfig
 from minyi.tasks.days import start_of_day
 from minyi.tasks.kpis import METRICS, Period
 from minyi.tasks.masking import mask_name, mask_phone
-from minyi.tasks.outbox import Message
-from minyi.tasks.slack import write_atomic
+from minyi.tasks.notify.files import write_atomic
 
 THREAD_CHUNK = 15  # lines per thread reply: long lists go in the thread, a screenful at a time
 INSTANTS = ("opened_at", "response_due", "completion_due", "responded_at", "rectified_at", "closed_at")
@@ -54,7 +52,6 @@ ORDER_FIELDS = (
     "phone",
 )
 STATES = ("overdue", "due_today", "pending_calendar", "open", "closed")
-CLOCK_NAMES = {"response": "响应", "completion": "办结反馈"}
 STATE_NAMES = {
     "overdue": "超期",
     "due_today": "今日到期",
@@ -228,167 +225,6 @@ def write_reports(
     write_atomic(files.rectification_json, _json(rect))
     write_atomic(files.rectification_csv, rectification_csv(rect))
     write_atomic(files.chart, render_assessment_chart(assessment, unit_names))
-
-
-# ---------------------------------------------------------------------------------------------- messages
-
-
-def _unit_label(code: str, names: dict[str, str]) -> str:
-    name = names.get(code)
-    return f"{name}（{code}）" if name else f"{code}（未配置单位）"
-
-
-def _order_line(o: dict[str, Any], names: dict[str, str], tz: ZoneInfo) -> str:
-    ref = f"{o['source']}:{o['record_id']}"
-    if o["state"] == "overdue":
-        clocks = "、".join(CLOCK_NAMES[c] for c in o["overdue_clocks"])
-        due = o["response_due"] if o["overdue_clocks"][0] == "response" else o["completion_due"]
-        what = f"{clocks}超期（时限 {_short(due)}）"
-    else:
-        due = o["response_due"] if o["responded_at"] is None else o["completion_due"]
-        what = f"今日到期（时限 {_short(due)}）"
-    return f"• {ref} · {_unit_label(o['unit_code'], names)} · {what}"
-
-
-def _short(value: str | None) -> str:
-    return value[:16].replace("T", " ") if value else "待日历"
-
-
-def _section(markdown: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": markdown[:2900]}}
-
-
-def _header(title: str) -> dict[str, Any]:
-    return {"type": "header", "text": {"type": "plain_text", "text": title[:150], "emoji": True}}
-
-
-def rectification_messages(
-    rect: dict[str, Any], cfg: MinyiConfig, unit_names: dict[str, str], unit_channels: dict[str, str]
-) -> list[Message]:
-    """The centre's daily rectification summary (+ its thread of listed orders) and each unit's digest."""
-    day = rect["business_date"]
-    s = rect["summary"]
-    centre = cfg.slack.center_channel
-    title = f"整改督办日报 {day}"
-    counts = (
-        f"在办 {s['orders'] - s['closed']} 件：超期 {s['overdue']}，今日到期 {s['due_today']}，"
-        f"待日历 {s['pending_calendar']}，正常在办 {s['open']}；本月已办结 {s['closed']} 件。"
-    )
-    listed = [o for o in rect["orders"] if o["state"] in ("overdue", "due_today")]
-    listed.sort(key=lambda o: (o["state"] != "overdue", o["unit_code"], o["opened_at"]))
-    lines = [_order_line(o, unit_names, ZoneInfo(cfg.timezone)) for o in listed]
-    hint = f"超期及今日到期的 {len(lines)} 件见本消息的回复。" if lines else "没有超期或今日到期的督办单。"
-    key = f"rectification:{day}"
-    messages = [
-        Message(
-            key=key,
-            kind="rectification_summary",
-            channel=centre,
-            text=f"{title}\n{counts}\n{hint}",
-            blocks=json.dumps(
-                [_header(title), _section(counts), {"type": "context", "elements": [{"type": "mrkdwn", "text": hint}]}],
-                ensure_ascii=False,
-            ),
-        )
-    ]
-    for i, part in enumerate(chunks(lines), start=1):
-        body = "\n".join(part)
-        messages.append(
-            Message(
-                key=f"{key}:part{i}",
-                kind="rectification_list",
-                channel=centre,
-                text=body,
-                blocks=json.dumps([_section(body)], ensure_ascii=False),
-                thread_of=key,
-            )
-        )
-    by_unit: dict[str, list[str]] = {}
-    for o, line in zip(listed, lines, strict=True):
-        by_unit.setdefault(o["unit_code"], []).append(line)
-    for code, unit_lines in sorted(by_unit.items()):
-        channel = unit_channels.get(code) or centre  # an unknown unit has no duty channel: the centre acts
-        body = f"{_unit_label(code, unit_names)} 督办提醒 {day}：超期或今日到期 {len(unit_lines)} 件\n" + "\n".join(
-            unit_lines[:50]
-        )
-        if len(unit_lines) > 50:
-            body += f"\n……其余 {len(unit_lines) - 50} 件见中心日报。"
-        messages.append(
-            Message(key=f"rectification-unit:{day}:{code}", kind="rectification_unit", channel=channel, text=body)
-        )
-    return messages
-
-
-def assessment_lines(report: dict[str, Any], unit_names: dict[str, str]) -> list[str]:
-    return [
-        f"{u['rank']}. {_unit_label(u['unit_code'], unit_names)} {'✅' if u['meets_targets'] else '❌'} "
-        f"满意率 {fmt_rate(u['satisfaction_rate'])} · 及时响应率 {fmt_rate(u['timely_response_rate'])} · "
-        f"解决率 {fmt_rate(u['resolution_rate'])}"
-        for u in report["units"]
-    ]
-
-
-def assessment_messages(
-    report: dict[str, Any],
-    channels: list[str],
-    chart: Path | None,
-    unit_names: dict[str, str],
-    key: str,
-    title: str,
-) -> list[Message]:
-    """The assessment summary (overall and the ranking, long rankings in the thread) and its chart."""
-    o = report["overall"]
-    t = report["targets"]
-    period = f"{report['period']['start']} 至 {report['period']['end']}"
-    overall = (
-        f"*全市* 记录 {o['records']} 条，回访短信 {o['followups_sent']} 条，有效评价 {o['responses']} 条\n"
-        f"满意率 {fmt_rate(o['satisfaction_rate'])}（目标 {fmt_rate(t['satisfaction'])}） · "
-        f"及时响应率 {fmt_rate(o['timely_response_rate'])}（目标 {fmt_rate(t['timely_response'])}） · "
-        f"解决率 {fmt_rate(o['resolution_rate'])}（目标 {fmt_rate(t['resolution'])}） · "
-        f"按时办结率 {fmt_rate(o['timely_completion_rate'])}"
-    )
-    ranking = assessment_lines(report, unit_names)
-    missed = sum(1 for u in report["units"] if not u["meets_targets"])
-    head = f"{len(report['units'])} 个单位，{missed} 个未达标。"
-    inline, rest = ranking[:THREAD_CHUNK], ranking[THREAD_CHUNK:]
-    messages: list[Message] = []
-    for channel in channels:
-        ckey = key if channel == channels[0] else f"{key}:{channel}"
-        fallback = f"{title}（{period}）\n{overall}\n{head}\n" + "\n".join(inline)
-        blocks = [_header(title), _section(f"统计期 {period}，评估时点 {report['as_of']}"), _section(overall)]
-        blocks.append(_section(head + "\n" + "\n".join(inline)))
-        if rest:
-            blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": "其余单位见本消息的回复。"}]})
-        messages.append(
-            Message(
-                key=ckey,
-                kind="assessment_summary",
-                channel=channel,
-                text=fallback,
-                blocks=json.dumps(blocks, ensure_ascii=False),
-            )
-        )
-        for i, part in enumerate(chunks(rest), start=1):
-            messages.append(
-                Message(
-                    key=f"{ckey}:part{i}",
-                    kind="assessment_list",
-                    channel=channel,
-                    text="\n".join(part),
-                    thread_of=ckey,
-                )
-            )
-        if chart is not None:
-            messages.append(
-                Message(
-                    key=f"{ckey}:chart",
-                    kind="assessment_chart",
-                    channel=channel,
-                    text=f"{title}：各单位三项指标与目标线",
-                    attachment=str(chart),
-                )
-            )
-    return messages
 
 
 def unit_directory(cfg: MinyiConfig) -> tuple[dict[str, str], dict[str, str]]:

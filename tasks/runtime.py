@@ -7,6 +7,7 @@ second with one line.
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
 from functools import cached_property
@@ -17,13 +18,36 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import Engine
 
 from minyi.tasks.config import MinyiConfig, Settings, load_config
+from minyi.tasks.errors import ConfigError
 from minyi.tasks.masking import install_log_masking
+from minyi.tasks.notify.base import Notifier
 from minyi.tasks.store import ensure_ready, get_engine
 
 if TYPE_CHECKING:
     from minyi.tasks.sms import SmsGateway
 
 _ready: set[str] = set()
+
+# `[notify] delivery` → the notifier class ("module:Class" under minyi.tasks.notify, imported only when chosen).
+# The ONE place a notifier is chosen; a new vendor is one file in tasks/notify/ and one line here.
+NOTIFIERS: dict[str, str] = {
+    "slack": "slack:SlackNotifier",
+    "wecom": "wecom:WecomNotifier",
+    "dingtalk": "dingtalk:DingtalkNotifier",
+    "files": "files:FileNotifier",
+}
+
+
+def notifier_class(delivery: str) -> type:
+    if delivery not in NOTIFIERS:
+        raise ConfigError(f"notify.delivery: unknown {delivery!r}; known: {', '.join(NOTIFIERS)}")
+    module, cls = NOTIFIERS[delivery].split(":")
+    return getattr(importlib.import_module(f"minyi.tasks.notify.{module}"), cls)
+
+
+def build_notifier(config: MinyiConfig, reports_dir: Path) -> Notifier:
+    """The chosen notifier, or a ConfigError naming the token or webhook variable that is unset (SPEC §2)."""
+    return notifier_class(config.notify.delivery).from_config(config, reports_dir)
 
 
 def quiet_third_parties() -> None:
@@ -58,6 +82,11 @@ class Runtime:
         """Absolute, so writers that change directory (GX Data Docs) and operators agree on one place."""
         return self.settings.reports_dir.resolve()
 
+    @cached_property
+    def notifier(self) -> Notifier:
+        """The one notifier every post goes through (`[notify] delivery`)."""
+        return build_notifier(self.config, self.reports_dir)
+
 
 def load_runtime(check_store: bool = True) -> Runtime:
     """Config and store from the environment (MINYI_CONFIG, MINYI_DATABASE_URL, MINYI_REPORTS_DIR)."""
@@ -65,7 +94,9 @@ def load_runtime(check_store: bool = True) -> Runtime:
     settings = Settings()
     rt = Runtime(settings, load_config(settings.config))
     url = settings.resolved_database_url()
-    if check_store and url not in _ready:
-        ensure_ready(rt.engine)
-        _ready.add(url)
+    if check_store:
+        rt.notifier  # noqa: B018 (a missing token or webhook variable stops the run before any work)
+        if url not in _ready:
+            ensure_ready(rt.engine)
+            _ready.add(url)
     return rt

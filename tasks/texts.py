@@ -5,3 +5,210 @@ message (its outbox key) cannot drift from the text that goes out under it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from minyi.tasks.notify.base import Message
+
+# Neutral markdown only (tasks.notify.base): plain lines, `**bold**`, `• ` bullets; no links, no `<>[]&`
+# of our own, so every such character in a post is upstream data and each notifier escapes it.
+
+
+# --- reports: rectification and assessment summaries (SPEC §7) ---
+
+CLOCK_NAMES = {"response": "响应", "completion": "办结反馈"}
+
+
+def unit_label(code: str, names: dict[str, str]) -> str:
+    name = names.get(code)
+    return f"{name}（{code}）" if name else f"{code}（未配置单位）"
+
+
+def _short(value: str | None) -> str:
+    return value[:16].replace("T", " ") if value else "待日历"
+
+
+def order_line(o: dict[str, Any], names: dict[str, str]) -> str:
+    ref = f"{o['source']}:{o['record_id']}"
+    if o["state"] == "overdue":
+        clocks = "、".join(CLOCK_NAMES[c] for c in o["overdue_clocks"])
+        due = o["response_due"] if o["overdue_clocks"][0] == "response" else o["completion_due"]
+        what = f"{clocks}超期（时限 {_short(due)}）"
+    else:
+        due = o["response_due"] if o["responded_at"] is None else o["completion_due"]
+        what = f"今日到期（时限 {_short(due)}）"
+    return f"• {ref} · {unit_label(o['unit_code'], names)} · {what}"
+
+
+def rectification_messages(
+    rect: dict[str, Any], centre: str, unit_names: dict[str, str], unit_channels: dict[str, str]
+) -> list[Message]:
+    """The centre's daily rectification summary (+ its thread of listed orders) and each unit's digest."""
+    from minyi.tasks.reports import chunks
+
+    day = rect["business_date"]
+    s = rect["summary"]
+    title = f"整改督办日报 {day}"
+    counts = (
+        f"在办 {s['orders'] - s['closed']} 件：超期 {s['overdue']}，今日到期 {s['due_today']}，"
+        f"待日历 {s['pending_calendar']}，正常在办 {s['open']}；本月已办结 {s['closed']} 件。"
+    )
+    listed = [o for o in rect["orders"] if o["state"] in ("overdue", "due_today")]
+    listed.sort(key=lambda o: (o["state"] != "overdue", o["unit_code"], o["opened_at"]))
+    lines = [order_line(o, unit_names) for o in listed]
+    hint = f"超期及今日到期的 {len(lines)} 件见本消息的回复。" if lines else "没有超期或今日到期的督办单。"
+    key = f"rectification:{day}"
+    messages = [Message(key=key, kind="rectification_summary", channel=centre, title=title, body=f"{counts}\n{hint}")]
+    for i, part in enumerate(chunks(lines), start=1):
+        messages.append(
+            Message(key=f"{key}:part{i}", kind="rectification_list", channel=centre, body="\n".join(part), parent=key)
+        )
+    by_unit: dict[str, list[str]] = {}
+    for o, line in zip(listed, lines, strict=True):
+        by_unit.setdefault(o["unit_code"], []).append(line)
+    for code, unit_lines in sorted(by_unit.items()):
+        channel = unit_channels.get(code) or centre  # an unknown unit has no duty channel: the centre acts
+        body = f"{unit_label(code, unit_names)} 督办提醒 {day}：超期或今日到期 {len(unit_lines)} 件\n" + "\n".join(
+            unit_lines[:50]
+        )
+        if len(unit_lines) > 50:
+            body += f"\n……其余 {len(unit_lines) - 50} 件见中心日报。"
+        messages.append(
+            Message(key=f"rectification-unit:{day}:{code}", kind="rectification_unit", channel=channel, body=body)
+        )
+    return messages
+
+
+def assessment_key_title(assessment: dict[str, Any], monthly: bool) -> tuple[str, str]:
+    """The outbox key and the title of the daily (month-to-date) or the monthly assessment summary."""
+    if monthly:
+        month = assessment["period"]["start"][:7]
+        return f"assessment-month:{month}", f"民意110 月度考核 {month}"
+    return f"assessment:{assessment['business_date']}", f"民意110 考核（月度累计）{assessment['business_date']}"
+
+
+def assessment_lines(report: dict[str, Any], unit_names: dict[str, str]) -> list[str]:
+    from minyi.tasks.reports import fmt_rate
+
+    return [
+        f"{u['rank']}. {unit_label(u['unit_code'], unit_names)} {'✅' if u['meets_targets'] else '❌'} "
+        f"满意率 {fmt_rate(u['satisfaction_rate'])} · 及时响应率 {fmt_rate(u['timely_response_rate'])} · "
+        f"解决率 {fmt_rate(u['resolution_rate'])}"
+        for u in report["units"]
+    ]
+
+
+def assessment_messages(
+    report: dict[str, Any],
+    channels: list[str],
+    chart: Path | None,
+    unit_names: dict[str, str],
+    key: str,
+    title: str,
+) -> list[Message]:
+    """The assessment summary (overall and the ranking, long rankings in the thread) and its chart."""
+    from minyi.tasks.reports import THREAD_CHUNK, chunks, fmt_rate
+
+    o = report["overall"]
+    t = report["targets"]
+    period = f"{report['period']['start']} 至 {report['period']['end']}"
+    overall = (
+        f"**全市** 记录 {o['records']} 条，回访短信 {o['followups_sent']} 条，有效评价 {o['responses']} 条\n"
+        f"满意率 {fmt_rate(o['satisfaction_rate'])}（目标 {fmt_rate(t['satisfaction'])}） · "
+        f"及时响应率 {fmt_rate(o['timely_response_rate'])}（目标 {fmt_rate(t['timely_response'])}） · "
+        f"解决率 {fmt_rate(o['resolution_rate'])}（目标 {fmt_rate(t['resolution'])}） · "
+        f"按时办结率 {fmt_rate(o['timely_completion_rate'])}"
+    )
+    ranking = assessment_lines(report, unit_names)
+    missed = sum(1 for u in report["units"] if not u["meets_targets"])
+    head = f"{len(report['units'])} 个单位，{missed} 个未达标。"
+    inline, rest = ranking[:THREAD_CHUNK], ranking[THREAD_CHUNK:]
+    messages: list[Message] = []
+    for channel in channels:
+        ckey = key if channel == channels[0] else f"{key}:{channel}"
+        body = f"统计期 {period}，评估时点 {report['as_of']}\n{overall}\n{head}\n" + "\n".join(inline)
+        if rest:
+            body += "\n其余单位见本消息的回复。"
+        messages.append(Message(key=ckey, kind="assessment_summary", channel=channel, title=title, body=body))
+        for i, part in enumerate(chunks(rest), start=1):
+            messages.append(
+                Message(
+                    key=f"{ckey}:part{i}", kind="assessment_list", channel=channel, body="\n".join(part), parent=ckey
+                )
+            )
+        if chart is not None:
+            messages.append(
+                Message(
+                    key=f"{ckey}:chart",
+                    kind="assessment_chart",
+                    channel=channel,
+                    body=f"{title}：各单位三项指标与目标线",
+                    image=str(chart),
+                )
+            )
+    return messages
+
+
+# --- escalations (SPEC §6) ---
+
+
+def escalation_key(order_id: int, level: str, channel: str) -> str:
+    return f"escalation:{order_id}:{level}:{channel}"
+
+
+def escalation_text(level: str, ref: str, unit_label: str, clock: str, due: str, unit_known: bool) -> str:
+    if level == "response_reminder":
+        body = f"⏰ 督办提醒 {ref}：{unit_label} 的{clock}今日届满，截止 {due}，单位尚未反馈跟进情况。"
+    elif level == "response_overdue":
+        body = f"🚨 督办超时 {ref}：{unit_label} 的{clock}已于 {due} 届满，单位仍未反馈跟进情况。"
+    else:
+        body = f"🚨 整改超时 {ref}：{unit_label} 的{clock}已于 {due} 届满，工单仍未办结反馈。"
+    if not unit_known:
+        body += "该单位未配置值班频道，转中心处理。"
+    return body
+
+
+# --- quality alert (SPEC §8) ---
+
+
+def quality_alert_key(business_date: date, signature: str) -> str:
+    return f"quality:{business_date}:{signature}"
+
+
+def quality_alert_text(business_date: date, lines: Sequence[str], held: bool) -> str:
+    """The centre's quality alert: one line per held gate, quarantine or broken store rule (composed by tasks.quality)."""
+    tail = f"\n核实后放行：minyi quality --date {business_date} --force" if held else ""
+    return f"⚠️ {business_date} 数据质量告警\n" + "\n".join(lines) + tail
+
+
+# --- follow-up: SMS gateway failure (SPEC §4) ---
+
+
+def sms_gateway_failed(channel: str, day: date, error: str) -> Message:
+    """One post per local day to the centre channel when the gateway failed past its retries."""
+    return Message(
+        key=f"sms-gateway-failed:{day.isoformat()}",
+        kind="sms_gateway_failed",
+        channel=channel,
+        body=f"⚠️ 短信网关异常：{error}。未发出的回访短信已保留，将在下次运行时发送。",
+    )
+
+
+# --- notification outbox (SPEC §7, §13) ---
+
+
+def outbox_unconfirmed(channel: str, as_of: datetime, n: int) -> Message:
+    """A dead run's posts that the channel could not confirm: never re-posted on a guess, an operator decides."""
+    day = as_of.date().isoformat()
+    return Message(
+        key=f"outbox-unconfirmed:{day}",
+        kind="outbox_unconfirmed",
+        channel=channel,
+        body=(
+            f"⚠️ 消息投递待确认：{n} 条消息在投递中断后无法向频道核实是否已发出（例如令牌缺少 channels:history 权限），"
+            "未重发。请核对频道后用 minyi resend --key 补发。"
+        ),
+    )

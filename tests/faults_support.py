@@ -50,14 +50,16 @@ def config_text(source_url: str, sms_url: str, slack_url: str, **over: dict[str,
         "max_retries": 2,
         "backoff_seconds": 0.01,
         "timeout_seconds": 3,
-        "claim_timeout_seconds": 0,
     }
     slack.update(over.get("slack", {}))
 
     def table(name: str, values: dict[str, Any]) -> str:
         return "\n".join([f"[{name}]"] + [f"{k} = {json.dumps(v)}" for k, v in values.items()]) + "\n"
 
-    text = text.replace('[slack]\ntoken_env = "MINYI_DEMO_SLACK_TOKEN_UNSET"\n', table("slack", slack))
+    notify = {"delivery": "slack", "claim_timeout_seconds": 0}
+    notify.update(over.get("notify", {}))
+    demo_notify = '[notify]\ndelivery = "files"  # the demo posts to markdown files under reports/outbox/\n'
+    text = text.replace(demo_notify, table("notify", notify) + "\n" + table("slack", slack))
     text = text.replace("[sms]\n", table("sms", sms), 1)
     return text.replace("[clock]\n", table("ingest", ingest) + "\n[clock]\n", 1)
 

@@ -42,12 +42,13 @@ def config_toml(
 ) -> str:
     """A full config: `sections` overrides tables like {"ingest": {"backoff_seconds": 0}}."""
     sec = {
+        "notify": {"delivery": "files"},  # tests choose a real notifier explicitly (a missing token is an error)
         "ingest": {
             "backoff_seconds": 0.01,
             "max_backoff_seconds": 0.05,
             "timeout_seconds": 5,
             "page_size": 100,
-        }
+        },
     }
     for k, v in (sections or {}).items():
         sec.setdefault(k, {}).update(v)

@@ -72,3 +72,47 @@ def test_an_unmigrated_database_asks_for_db_upgrade(tmp_path: Path, good_config:
 def test_a_usage_error_is_one_line_too(tmp_path: Path, good_config: Path) -> None:
     assert_refused(minyi(["run", "--bogus"], tmp_path), "--bogus")
     assert_refused(minyi(["backfill", "--start", "2026-11-03"], tmp_path), "--end")
+
+
+def test_delivery_slack_without_its_token_stops_the_run_before_any_work(tmp_path: Path) -> None:
+    (tmp_path / "minyi.toml").write_text(
+        config_toml(
+            {"police110": "http://127.0.0.1:9/police110"},
+            sections={"notify": {"delivery": "slack"}, "slack": {"token_env": "MINYI_TEST_UNSET_SLACK_TOKEN"}},
+        ),
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MINYI_TEST_UNSET_SLACK_TOKEN"}
+    url = f"sqlite:///{tmp_path}/store.db"
+    assert minyi(["db", "upgrade"], tmp_path, MINYI_DATABASE_URL=url).returncode == 0
+    with_env = subprocess.run(
+        [sys.executable, "-m", "minyi.cli", "run", "--date", "2026-11-21"],
+        env={
+            **env,
+            "MINYI_CONFIG": str(tmp_path / "minyi.toml"),
+            "MINYI_HOME": str(tmp_path / "home"),
+            "MINYI_REPORTS_DIR": str(tmp_path / "reports"),
+            "MINYI_DATABASE_URL": url,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert_refused(with_env, "slack.token_env", "MINYI_TEST_UNSET_SLACK_TOKEN")
+    assert not (tmp_path / "reports").exists()  # no report, no outbox file: nothing was done
+
+
+def test_no_notify_section_means_slack_and_so_needs_its_token(tmp_path: Path) -> None:
+    text = config_toml({"police110": "http://127.0.0.1:9/police110"}).replace('[notify]\ndelivery = "files"\n', "")
+    (tmp_path / "minyi.toml").write_text(text, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "MINYI_SLACK_TOKEN"}
+    url = f"sqlite:///{tmp_path}/store.db"
+    assert minyi(["db", "upgrade"], tmp_path, MINYI_DATABASE_URL=url).returncode == 0
+    result = subprocess.run(
+        [sys.executable, "-m", "minyi.cli", "report", "--date", "2026-11-21"],
+        env={**env, "MINYI_CONFIG": str(tmp_path / "minyi.toml"), "MINYI_DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert_refused(result, "MINYI_SLACK_TOKEN")

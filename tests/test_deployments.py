@@ -28,7 +28,7 @@ import yaml
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from minyi.deployments.entrypoints import FlowNotInstalled, discovered, is_placeholder, resolve
+from minyi.deployments.entrypoints import FlowNotInstalled, discovered, resolve
 from minyi.deployments.registry import SPECS, render_prefect_yaml, spec
 from minyi.sim.sms_gateway import SmsGateway
 from minyi.sim.source_server import SourceServer, StaticFeed
@@ -62,19 +62,17 @@ def test_schedules_are_09_00_daily_hourly_sweep_and_the_first_of_the_month_in_sh
         assert "operator" in deployments[operator]["tags"]
 
 
-def test_every_deployment_runs_the_flow_of_its_name_or_a_marked_placeholder() -> None:
+def test_every_deployment_runs_the_flow_of_its_name() -> None:
     for s in SPECS:
         target = resolve(s)
-        assert target.name in s.flow_names
-        if not is_placeholder(target):
-            assert discovered()[target.name] is target
+        assert target.name in s.flow_names and discovered()[target.name] is target
 
 
-def test_a_placeholder_deployment_fails_with_one_line_naming_the_missing_flow() -> None:
-    from minyi.deployments.entrypoints import _placeholder
+def test_a_deployment_whose_flow_is_missing_is_an_error_naming_it() -> None:
+    from dataclasses import replace
 
-    with pytest.raises(FlowNotInstalled, match="flow 'resend' is not in this installation"):
-        _placeholder(spec("resend")).fn()
+    with pytest.raises(FlowNotInstalled, match="deployment 'resend': no flow named 'nothing'"):
+        resolve(replace(spec("resend"), flow_names=("nothing",)))
 
 
 def test_daily_loop_form_has_date_pickers_and_descriptions() -> None:

@@ -57,10 +57,12 @@ def captured() -> Iterator[_Capture]:
 
 def _config(source_url: str, sms_url: str, slack_url: str | None) -> str:
     text = demo_config_text(source_url, sms_url)
-    slack = ["[slack]", 'token_env = "MINYI_PRIVACY_SLACK_TOKEN"', "max_retries = 1", "backoff_seconds = 0.01"]
-    if slack_url:
-        slack.append(f'api_url = "{slack_url}"')
-    return text.replace('[slack]\ntoken_env = "MINYI_DEMO_SLACK_TOKEN_UNSET"', "\n".join(slack))
+    if not slack_url:
+        return text  # the demo's own: delivery = "files"
+    slack = ['[notify]\ndelivery = "slack"\n', "[slack]", 'token_env = "MINYI_PRIVACY_SLACK_TOKEN"']
+    slack += ["max_retries = 1", "backoff_seconds = 0.01", f'api_url = "{slack_url}"', ""]
+    demo_notify = '[notify]\ndelivery = "files"  # the demo posts to markdown files under reports/outbox/\n'
+    return text.replace(demo_notify, "\n".join(slack))
 
 
 def _prefect_texts() -> list[str]:

@@ -28,7 +28,7 @@ def slack() -> Iterator[SlackApiServer]:
 def use_slack(env: Env, slack: SlackApiServer) -> None:
     env.monkeypatch.setenv("MINYI_TEST_SLACK_TOKEN", TOKEN)
     section = {"api_url": slack.api_url, "token_env": "MINYI_TEST_SLACK_TOKEN", "backoff_seconds": 0.01}
-    env.write_config(config_toml(sections={"slack": section}))
+    env.write_config(config_toml(sections={"notify": {"delivery": "slack"}, "slack": section}))
 
 
 def run_report(as_of=AS_OF) -> object:
@@ -137,9 +137,9 @@ def test_no_output_carries_an_unmasked_mobile_or_full_name(env: Env, slack: Slac
         assert not any(name in t for name in FULL_NAMES), t
 
 
-def test_without_a_slack_token_the_summaries_are_written_as_markdown(env: Env, prefect_harness: None) -> None:
+def test_delivery_files_writes_the_summaries_as_markdown(env: Env, prefect_harness: None) -> None:
     build_month(env.engine)
-    env.write_config(config_toml(sections={"slack": {"token_env": "MINYI_TEST_NO_TOKEN"}}))
+    env.write_config(config_toml(sections={"notify": {"delivery": "files"}}))
     summary = run_report()
     assert summary.delivery.poster == "files" and summary.delivery.pending == 0
     centre = (env.dir / "reports" / "outbox" / "2026-11-21" / "C0CENTER.md").read_text(encoding="utf-8")
@@ -160,6 +160,6 @@ def test_the_monthly_assessment_covers_the_whole_previous_month_for_centre_and_l
     assessment = json.loads((env.dir / "reports" / "monthly" / "2026-11" / "assessment.json").read_text("utf-8"))
     assert assessment["period"] == {"start": "2026-11-01", "end": "2026-11-30"}
     assert summary.units == 4
-    assert [p.text.splitlines()[0] for p in slack.posts_in("C0LEADERS", top_level=True) if not p.file_id] == [
-        "民意110 月度考核 2026-11（2026-11-01 至 2026-11-30）"
+    assert [p.text.splitlines()[:2] for p in slack.posts_in("C0LEADERS", top_level=True) if not p.file_id] == [
+        ["民意110 月度考核 2026-11", "统计期 2026-11-01 至 2026-11-30，评估时点 2026-12-01T08:00:00+08:00"]
     ]

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
 
 from minyi.sim.slack_api import SlackApiServer
 from minyi.tasks.config import load_config
+from minyi.tasks.notify.engine import deliver
+from minyi.tasks.notify.files import FileNotifier
+from minyi.tasks.notify.slack import SlackNotifier
 from minyi.tasks.outbox import Message, enqueue
-from minyi.tasks.slack import FilePoster, SlackPoster, deliver, make_poster
+from minyi.tasks.runtime import build_notifier
 from tests.support import Env, at, config_toml
 
 TOKEN = "xoxb-test-token"
@@ -22,7 +26,7 @@ def slack() -> Iterator[SlackApiServer]:
         yield srv
 
 
-def slack_config(env: Env, slack: SlackApiServer, **extra: object) -> SlackPoster:
+def slack_config(env: Env, slack: SlackApiServer, **extra: object) -> SlackNotifier:
     env.monkeypatch.setenv("MINYI_TEST_SLACK_TOKEN", TOKEN)
     section = {
         "api_url": slack.api_url,
@@ -32,9 +36,9 @@ def slack_config(env: Env, slack: SlackApiServer, **extra: object) -> SlackPoste
         "timeout_seconds": 2,
         **extra,
     }
-    env.write_config(config_toml(sections={"slack": section}))
-    poster = make_poster(load_config(), env.dir / "reports")
-    assert isinstance(poster, SlackPoster)
+    env.write_config(config_toml(sections={"notify": {"delivery": "slack"}, "slack": section}))
+    poster = build_notifier(load_config(), env.dir / "reports")
+    assert isinstance(poster, SlackNotifier)
     return poster
 
 
@@ -43,8 +47,8 @@ def put(env: Env, *messages: Message) -> None:
         enqueue(conn, list(messages), AS_OF)
 
 
-def msg(key: str, channel: str = "C0CENTER", thread_of: str | None = None, text: str = "") -> Message:
-    return Message(key=key, kind="test", channel=channel, text=text or f"message {key}", thread_of=thread_of)
+def msg(key: str, channel: str = "C0CENTER", parent: str | None = None, text: str = "") -> Message:
+    return Message(key=key, kind="test", channel=channel, body=text or f"message {key}", parent=parent)
 
 
 def test_each_message_lands_in_the_channel_it_was_routed_to(env: Env, slack: SlackApiServer) -> None:
@@ -66,24 +70,27 @@ def test_the_slack_ts_is_stored_and_the_row_marked_sent(env: Env, slack: SlackAp
     poster = slack_config(env, slack)
     put(env, msg("one"))
     deliver(env.engine, poster, AS_OF)
-    status, ts = env.rows("SELECT status, ts FROM notifications WHERE key = 'one'")[0]
+    status, ts = env.rows("SELECT status, remote_id FROM notifications WHERE key = 'one'")[0]
     assert (status, ts) == ("sent", slack.posts[0].ts)
 
 
-def test_block_kit_posts_carry_the_plain_text_fallback(env: Env, slack: SlackApiServer) -> None:
-    import json
-
+def test_block_kit_is_rendered_from_the_neutral_message_with_the_plain_text_fallback(
+    env: Env, slack: SlackApiServer
+) -> None:
     poster = slack_config(env, slack)
-    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "*整改* 3 件"}}]
-    put(env, Message(key="b", kind="test", channel="C0CENTER", text="整改 3 件", blocks=json.dumps(blocks)))
+    put(env, Message(key="b", kind="test", channel="C0CENTER", title="整改日报", body="**整改** 3 件"))
     deliver(env.engine, poster, AS_OF)
     (post,) = slack.posts
-    assert post.blocks == blocks and post.text == "整改 3 件"
+    assert post.blocks == [
+        {"type": "header", "text": {"type": "plain_text", "text": "整改日报", "emoji": True}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": "*整改* 3 件"}},
+    ]
+    assert post.text == "整改日报\n*整改* 3 件"
 
 
 def test_replies_are_posted_in_the_thread_of_their_parent(env: Env, slack: SlackApiServer) -> None:
     poster = slack_config(env, slack)
-    put(env, msg("parent"), msg("parent:1", thread_of="parent"), msg("parent:2", thread_of="parent"))
+    put(env, msg("parent"), msg("parent:1", parent="parent"), msg("parent:2", parent="parent"))
     deliver(env.engine, poster, AS_OF)
     (parent,) = slack.posts_in("C0CENTER", top_level=True)
     assert [p.text for p in slack.replies_to(parent.ts)] == ["message parent:1", "message parent:2"]
@@ -93,7 +100,7 @@ def test_a_reply_whose_parent_was_sent_by_an_earlier_run_uses_the_stored_ts(env:
     poster = slack_config(env, slack)
     put(env, msg("parent"))
     deliver(env.engine, poster, AS_OF)
-    put(env, msg("parent:late", thread_of="parent"))
+    put(env, msg("parent:late", parent="parent"))
     deliver(env.engine, poster, AS_OF)
     parent = slack.posts[0]
     assert [p.text for p in slack.replies_to(parent.ts)] == ["message parent:late"]
@@ -121,7 +128,7 @@ def test_slack_down_during_the_run_leaves_posts_pending_and_the_next_run_deliver
     env: Env, slack: SlackApiServer
 ) -> None:
     poster = slack_config(env, slack)
-    put(env, msg("a"), msg("b"), msg("a:1", thread_of="a"))
+    put(env, msg("a"), msg("b"), msg("a:1", parent="a"))
     slack.set_down()
     first = deliver(env.engine, poster, AS_OF)
     assert first.sent == 0 and first.pending == 3
@@ -136,9 +143,9 @@ def test_slack_down_during_the_run_leaves_posts_pending_and_the_next_run_deliver
 
 def test_a_re_run_posts_nothing_new(env: Env, slack: SlackApiServer) -> None:
     poster = slack_config(env, slack)
-    put(env, msg("once"), msg("once:1", thread_of="once"))
+    put(env, msg("once"), msg("once:1", parent="once"))
     deliver(env.engine, poster, AS_OF)
-    put(env, msg("once"), msg("once:1", thread_of="once"))  # the same stage enqueues again on a re-run
+    put(env, msg("once"), msg("once:1", parent="once"))  # the same stage enqueues again on a re-run
     summary = deliver(env.engine, poster, AS_OF)
     assert summary.sent == 0
     assert len(slack.posts) == 2
@@ -148,12 +155,12 @@ def test_an_uploaded_chart_is_shared_in_the_channel_via_files_upload_v2(env: Env
     poster = slack_config(env, slack)
     chart = env.dir / "chart.png"
     chart.write_bytes(b"\x89PNG\r\n\x1a\nfake")
-    put(env, Message(key="chart", kind="chart", channel="C0CENTER", text="图表", attachment=str(chart)))
+    put(env, Message(key="chart", kind="chart", channel="C0CENTER", body="图表", image=str(chart)))
     deliver(env.engine, poster, AS_OF)
     (post,) = slack.posts
     assert post.file_bytes == chart.read_bytes() and post.text == "图表"
     assert "/api/files.getUploadURLExternal" in slack.state.calls
-    assert env.scalar("SELECT ts FROM notifications WHERE key = 'chart'") == post.file_id
+    assert env.scalar("SELECT remote_id FROM notifications WHERE key = 'chart'") == post.file_id
 
 
 def test_a_rejected_post_stays_pending_but_does_not_stop_the_others(env: Env, slack: SlackApiServer) -> None:
@@ -171,11 +178,11 @@ def test_phone_numbers_never_reach_slack_unmasked(env: Env, slack: SlackApiServe
     assert slack.posts[0].text == "市民 138****5678 不满意"
 
 
-def test_without_a_token_messages_are_written_as_markdown_per_channel_and_day(env: Env) -> None:
-    env.write_config(config_toml(sections={"slack": {"token_env": "MINYI_TEST_NO_SUCH_TOKEN"}}))
-    poster = make_poster(load_config(), env.dir / "reports")
-    assert isinstance(poster, FilePoster)
-    put(env, msg("p", text="父消息"), msg("p:1", thread_of="p", text="回复一"), msg("u", channel="C0SNPS01"))
+def test_delivery_files_writes_markdown_per_channel_and_day(env: Env) -> None:
+    env.write_config(config_toml(sections={"notify": {"delivery": "files"}}))
+    poster = build_notifier(load_config(), env.dir / "reports")
+    assert isinstance(poster, FileNotifier)
+    put(env, msg("p", text="父消息"), msg("p:1", parent="p", text="回复一"), msg("u", channel="C0SNPS01"))
     assert deliver(env.engine, poster, AS_OF).sent == 3
     centre = (env.dir / "reports" / "outbox" / "2026-11-22" / "C0CENTER.md").read_text(encoding="utf-8")
     assert "父消息" in centre and "> 回复一" in centre
@@ -193,16 +200,25 @@ def test_resend_posts_the_chosen_message_again_with_a_new_ts(
     poster = slack_config(env, slack)
     put(env, msg("again"), msg("other"))
     deliver(env.engine, poster, AS_OF)
-    first_ts = env.scalar("SELECT ts FROM notifications WHERE key = 'again'")
+    first_ts = env.scalar("SELECT remote_id FROM notifications WHERE key = 'again'")
     summary = resend(keys=["again"], as_of=at("2026-11-22 11:00"))
     assert summary.sent == 1
     assert [p.text for p in slack.posts] == ["message again", "message other", "message again"]
-    assert env.scalar("SELECT ts FROM notifications WHERE key = 'again'") != first_ts
+    assert env.scalar("SELECT remote_id FROM notifications WHERE key = 'again'") != first_ts
 
 
 def test_resend_with_no_selection_is_refused(env: Env, slack: SlackApiServer) -> None:
     from minyi.tasks.errors import InputError
-    from minyi.tasks.slack import select_for_resend
+    from minyi.tasks.notify.engine import select_for_resend
 
     with env.engine.connect() as conn, pytest.raises(InputError, match="refusing to resend everything"):
         select_for_resend(conn)
+
+
+def test_an_upstream_record_id_cannot_ping_the_channel_or_forge_a_link(env: Env, slack: SlackApiServer) -> None:
+    poster = slack_config(env, slack)
+    put(env, msg("x", text="督办超时 police110:<!channel> 与 <http://evil.example|点此> & 更多"))
+    deliver(env.engine, poster, AS_OF)
+    (post,) = slack.posts
+    assert post.text == "督办超时 police110:&lt;!channel&gt; 与 &lt;http://evil.example|点此&gt; &amp; 更多"
+    assert post.blocks is not None and "<" not in json.dumps(post.blocks, ensure_ascii=False)

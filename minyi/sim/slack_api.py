@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,15 +42,21 @@ class SlackState:
     faults: deque[tuple[int, dict[str, str]]] = field(default_factory=deque)
     uploads: dict[str, dict[str, Any]] = field(default_factory=dict)
     down: bool = False
+    huge: int = 0  # the next N API answers are over 16 MiB (a broken proxy, a hostile peer)
     token: str | None = None
     # Called with (method path, params) after a call is recorded and before it is answered: tests kill runs here.
     on_call: Any = None
     counter: int = 0
+    # Answer conversations.history / .replies with this error (e.g. "missing_scope": no channels:history).
+    history_error: str | None = None
+    last: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def next_ts(self) -> str:
+        """Slack's ts: the wall-clock instant of the post in seconds with six decimals, unique per channel."""
         self.counter += 1
-        return f"{1_800_000_000 + self.counter}.{self.counter:06d}"
+        self.last = max(time.time(), self.last + 0.000001)
+        return f"{self.last:.6f}"
 
 
 class _Handler(QuietHandler):
@@ -111,6 +118,10 @@ class _Handler(QuietHandler):
         answer = handler(params)
         if state.on_call is not None:
             state.on_call(method, params)
+        with state.lock:
+            huge, state.huge = state.huge > 0, max(state.huge - 1, 0)
+        if huge:
+            answer = {**answer, "padding": "x" * (16 * 1024 * 1024 + 1)}
         self._ok(answer)
 
     def _ok(self, payload: dict[str, Any]) -> None:
@@ -156,25 +167,38 @@ class _Handler(QuietHandler):
             m["metadata"] = p.metadata
         return m
 
-    def api_conversations_history(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Top-level messages of a channel, newest first (one page: `limit`)."""
-        limit = int(params.get("limit") or 100)
+    def _page(self, posts: list[SlackPost], params: dict[str, Any]) -> dict[str, Any]:
+        """One page of `limit` messages after `cursor`, only those newer than `oldest`; Slack's has_more/cursor."""
+        if self.app.state.history_error:
+            return {"ok": False, "error": self.app.state.history_error}
+        limit = min(int(params.get("limit") or 100), 999)
+        oldest = float(params.get("oldest") or 0)
         meta = str(params.get("include_all_metadata")).lower() in ("1", "true")
+        posts = [p for p in posts if float(p.ts) > oldest]
+        start = int(params.get("cursor") or 0)
+        page = posts[start : start + limit]
+        more = start + limit < len(posts)
+        answer: dict[str, Any] = {"ok": True, "messages": [self._message(p, meta) for p in page], "has_more": more}
+        if more:
+            answer["response_metadata"] = {"next_cursor": str(start + limit)}
+        return answer
+
+    def api_conversations_history(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Top-level messages of a channel, newest first, paged."""
         with self.app.state.lock:
             posts = [p for p in self.app.state.posts if p.channel == params.get("channel") and p.thread_ts is None]
-        page = [self._message(p, meta) for p in reversed(posts)][:limit]
-        return {"ok": True, "messages": page, "has_more": False}
+        return self._page(list(reversed(posts)), params)
 
     def api_conversations_replies(self, params: dict[str, Any]) -> dict[str, Any]:
-        """A thread: its parent, then its replies in order."""
-        ts, meta = params.get("ts"), str(params.get("include_all_metadata")).lower() in ("1", "true")
+        """A thread: its parent, then its replies in order, paged."""
+        ts = params.get("ts")
         with self.app.state.lock:
             posts = [
                 p
                 for p in self.app.state.posts
                 if p.channel == params.get("channel") and (p.ts == ts or p.thread_ts == ts)
             ]
-        return {"ok": True, "messages": [self._message(p, meta) for p in posts], "has_more": False}
+        return self._page(posts, params)
 
     def api_files_getUploadURLExternal(self, params: dict[str, Any]) -> dict[str, Any]:
         if not params.get("filename") or not params.get("length"):
@@ -227,6 +251,10 @@ class SlackApiServer(LoopbackServer):
         headers = {"Retry_After": str(retry_after)} if retry_after is not None else {}
         with self.state.lock:
             self.state.faults.extend([(status, headers)] * times)
+
+    def answer_huge_next(self, times: int = 1) -> None:
+        with self.state.lock:
+            self.state.huge += times
 
     def set_down(self, down: bool = True) -> None:
         with self.state.lock:
