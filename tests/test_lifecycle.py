@@ -7,7 +7,7 @@ No database here: tasks.lifecycle.transition is a function of values. Clock cons
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -320,4 +320,3 @@ def test_random_action_sequences_keep_one_holder_dues_after_the_start_and_fire_e
 
 def test_every_action_is_reachable_in_the_table() -> None:
     assert set(ACTIONS) >= {"returned", "reassign", "keep", "extend", "appeal", "uphold-appeal", "reopen"}
-    assert isinstance(datetime.now(TZ), datetime)
