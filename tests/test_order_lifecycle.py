@@ -74,7 +74,7 @@ def store_state(env: Env) -> tuple:
 
 @pytest.fixture
 def opened(sup: Env) -> str:
-    ref = add_answer(sup.engine, at("2026-11-11 10:00"))  # Wed: response due Sat 14 00:00, completion Thu 19 00:00
+    ref = add_answer(sup.engine, at("2026-11-11 10:00"))  # Wed: response due Tue 17 00:00, completion Thu 19 00:00
     with sup.engine.begin() as conn:  # what reply intake leaves: the answer is the follow-up's satisfaction
         conn.exec_driver_sql("UPDATE followups SET satisfaction = 'dissatisfied', sms_status = 'sent'")
     supervise_at(sup.engine, at("2026-11-11 11:00"))
