@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from minyi.flows.naming import by_business_date
 from minyi.tasks import texts
@@ -24,7 +24,8 @@ from minyi.tasks.eligibility import PlanSummary, plan_followups
 from minyi.tasks.outbox import enqueue
 from minyi.tasks.replies import ReplySummary, ingest_replies
 from minyi.tasks.runtime import Runtime, load_runtime
-from minyi.tasks.sms import FlushSummary, flush_outbox
+from minyi.tasks.sms import FlushSummary, SmsGatewayError, flush_outbox
+from minyi.tasks.verification import reopen_not_resolved, send_verifications
 from minyi.tasks.visits import VisitRecorded, queue_due_visits, record_visit
 
 
@@ -44,7 +45,10 @@ def ingest_replies_task(as_of: datetime) -> ReplySummary:
     rt = load_runtime()
     with rt.sms_gateway() as client:
         summary = ingest_replies(rt.engine, client, as_of, page_size=rt.config.sms.batch_size)
+    reopened = reopen_not_resolved(rt.engine, rt.config, as_of)  # SPEC §5: verification said "not resolved"
     log = get_run_logger()
+    if reopened:
+        log.info("verification call-back: %d order(s) reopened", reopened)
     log.info(
         "replies: %d new (%d matched, %d unmatched; %d unmatched in store), %d opt-outs, answers %s",
         summary.new,
@@ -85,6 +89,13 @@ def send_sms_task(as_of: datetime) -> FlushSummary:
     log = get_run_logger()
     with rt.sms_gateway() as client:
         summary = flush_outbox(rt.engine, rt.config, client, as_of, log)
+        if summary.error is None:
+            try:
+                verified = send_verifications(rt.engine, rt.config, client, as_of)
+            except SmsGatewayError as exc:
+                verified = {"error": str(exc)}
+            if any(verified.values()):
+                log.info("verification SMS: %s", verified)
     if not summary.window_open:
         log.info(
             "sms: %s is outside the send window; %d queued wait for the next run", as_of.isoformat(), summary.queued
@@ -178,20 +189,21 @@ VisitOutcome = Literal["satisfied", "basically_satisfied", "dissatisfied", "unre
 
 @flow(name="record-visit", flow_run_name="record-visit-{record}")
 def record_visit_flow(
-    record: str, outcome: VisitOutcome, note: str | None = None, at: datetime | None = None
+    record: Annotated[
+        str, Field(title="记录 record", description="SOURCE:RECORD_ID, e.g. police110:110-20261121-000123")
+    ],
+    outcome: Annotated[VisitOutcome, Field(title="回访结果 outcome", description="unreachable = could not be reached")],
+    note: Annotated[str, Field(title="说明 note", description="free text for the centre; ≤ 2,000 chars")] = "",
+    at: Annotated[str, Field(title="回访时间 at", description="ISO 8601 with offset; empty = now")] = "",
+    by: Annotated[str, Field(title="经办人 by", description="who records it; empty = MINYI_OPERATOR or the user")] = "",
+    as_of: Annotated[str, Field(title="登记时间 as_of", description="ISO 8601 with offset; empty = now")] = "",
 ) -> VisitRecorded:
-    """Record a manual visit's outcome for one record (what `minyi visit` does).
-
-    Args:
-        record: The record as SOURCE:RECORD_ID, e.g. police110:110-20261121-000123.
-        outcome: What the citizen said on the visit (unreachable = could not be reached).
-        note: Free text for the centre, optional.
-        at: When the visit happened, with its UTC offset. Empty = now.
-    """
+    """Record a manual visit's outcome for one record (what `minyi visit` does)."""
     from minyi.tasks.days import now as real_now
 
     rt = load_runtime()
-    when = parse_instant(at, "at") if isinstance(at, str) else at
-    result = record_visit(rt.engine, record, outcome, note, when, real_now())
+    recorded = parse_instant(as_of, "as_of") if as_of else real_now()
+    when = parse_instant(at, "at") if at else None
+    result = record_visit(rt.engine, record, outcome, note or None, when, recorded, by=by or None)
     get_run_logger().info("visit %s: %s (satisfaction now %s)", record, outcome, result.satisfaction)
     return result

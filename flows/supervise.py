@@ -9,16 +9,16 @@ through `minyi order` or the `report-order` operator flow below.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from minyi.tasks.days import now as wall_clock
 from minyi.tasks.days import resolve_day
 from minyi.tasks.escalation import run_escalations, warn_about_calendar
-from minyi.tasks.orders import apply_report, clock_calendar, open_orders, refresh_dues
+from minyi.tasks.orders import clock_calendar, open_orders, refresh_dues
 from minyi.tasks.runtime import load_runtime
 
 
@@ -92,27 +92,67 @@ def supervise_stage(now: datetime) -> SuperviseSummary:
     )
 
 
-@flow(name="report-order", flow_run_name="report-order-{ref}-{stage}")
-def report_order(
-    ref: str,
-    stage: Literal["responded", "rectified", "feedback"],
-    resolved: bool | None = None,
-    note: str | None = None,
-    at: datetime | None = None,
-) -> str:
-    """Record a unit's report on a supervision order (what `minyi order` does), from the Prefect UI.
+OrderAction = Literal[
+    "responded",
+    "rectified",
+    "feedback",
+    "returned",
+    "reassign",
+    "keep",
+    "extend",
+    "approve-extension",
+    "reject-extension",
+    "appeal",
+    "uphold-appeal",
+    "reject-appeal",
+]
 
-    Args:
-        ref: The order's record, as SOURCE:RECORD_ID (e.g. police110:110-20261121-000123).
-        stage: responded | rectified | feedback. A later stage fills missing earlier ones with its time.
-        resolved: Only with stage feedback, and required there: was the citizen's problem resolved?
-        note: Free text kept with the report.
-        at: When it happened, with its UTC offset. Empty = now.
-    """
+
+@flow(name="report-order", flow_run_name="report-order-{ref}-{action}")
+def report_order(
+    ref: Annotated[str, Field(title="工单 order", description="SOURCE:RECORD_ID, e.g. police110:110-20261121-000123")],
+    action: Annotated[
+        OrderAction,
+        Field(
+            title="动作 action",
+            description="单位上报 unit: responded / rectified / feedback / returned 退单 / extend 延期 / appeal 申诉; "
+            "中心 centre: reassign 改派 / keep 驳回退单 / approve-extension / reject-extension / "
+            "uphold-appeal / reject-appeal",
+        ),
+    ],
+    resolved: Annotated[
+        Literal["", "resolved", "unresolved"],
+        Field(title="是否解决 resolved", description="feedback only, and required there"),
+    ] = "",
+    unit: Annotated[str, Field(title="改派单位 unit", description="reassign only: the new unit's code")] = "",
+    days: Annotated[int, Field(title="延期天数 days", description="extend only: 1-10", ge=0, le=10)] = 0,
+    note: Annotated[
+        str, Field(title="说明 note", description="the reason (required for returned, extend, appeal); ≤ 2,000 chars")
+    ] = "",
+    at: Annotated[str, Field(title="发生时间 at", description="ISO 8601 with offset; empty = now")] = "",
+    by: Annotated[str, Field(title="经办人 by", description="who records it; empty = MINYI_OPERATOR or the user")] = "",
+    as_of: Annotated[str, Field(title="登记时间 as_of", description="ISO 8601 with offset; empty = now")] = "",
+) -> str:
+    """Report a stage or act on a supervision order (what `minyi order` does), from the Prefect UI (SPEC §5, §9)."""
+    from minyi.tasks.days import parse_instant
+    from minyi.tasks.orders import apply_action
+
     rt = load_runtime()
-    recorded = wall_clock()
+    recorded = parse_instant(as_of, "as_of") if as_of else wall_clock()
     with rt.engine.begin() as conn:
-        outcome = apply_report(conn, ref, stage, resolved, at or recorded, note, recorded, rt.tz)
+        outcome = apply_action(
+            conn,
+            rt.config,
+            ref,
+            action,
+            recorded_at=recorded,
+            at=parse_instant(at, "at") if at else None,
+            by=by or None,
+            note=note or None,
+            resolved=None if not resolved else resolved == "resolved",
+            unit=unit or None,
+            days=days or None,
+        )
     line = outcome.describe(rt.tz)
     get_run_logger().info(line)
     return line

@@ -207,31 +207,53 @@ def resend_cmd(
     typer.echo(f"resend via {d.poster}: {d.sent} posted, {d.failed} failed, {d.pending} still pending")
 
 
+ByOpt = Annotated[str | None, typer.Option("--by", help="Who records it (default: MINYI_OPERATOR, else the OS user).")]
+NoteOpt = Annotated[str | None, typer.Option("--note", help="Free text (mobiles masked; at most 2,000 characters).")]
+AtOpt = Annotated[
+    str | None,
+    typer.Option("--at", help="When it happened, ISO 8601 with offset (default: --as-of; > 24 h earlier: backdated)."),
+]
+RecordedOpt = Annotated[
+    str | None,
+    typer.Option("--as-of", help="When it is recorded, ISO 8601 with offset (default: the real clock)."),
+]
+
+
+def _when(at: str | None, as_of: str | None) -> tuple[_datetime | None, _datetime]:
+    from minyi.tasks.days import now, parse_instant
+
+    recorded = parse_instant(as_of, "--as-of") if as_of else now()
+    return (parse_instant(at, "--at") if at else None), recorded
+
+
 @app.command("visit")
 def visit_cmd(
     record: Annotated[str, typer.Argument(metavar="SOURCE:RECORD_ID", help="The record visited.")],
     outcome: Annotated[
         str, typer.Option("--outcome", help="satisfied | basically_satisfied | dissatisfied | unreachable")
     ],
-    note: Annotated[str | None, typer.Option("--note", help="Free text for the centre.")] = None,
-    at: Annotated[
-        str | None, typer.Option("--at", help="When the visit happened, ISO 8601 with offset (default: now).")
-    ] = None,
+    note: NoteOpt = None,
+    at: AtOpt = None,
+    by: ByOpt = None,
+    as_of: RecordedOpt = None,
 ) -> None:
     """Record a manual visit's outcome (a one-row action: answers at once, no flow run)."""
-    from minyi.tasks.days import now, parse_instant
+    from minyi.tasks.lifecycle import clean_note, operator, parse_ref, when_recorded
     from minyi.tasks.runtime import load_runtime
-    from minyi.tasks.visits import check_outcome, parse_ref, record_visit
+    from minyi.tasks.visits import check_outcome, record_visit
 
     parse_ref(record)
     check_outcome(outcome)
-    when = parse_instant(at, "--at") if at else None
+    when, recorded = _when(at, as_of)
+    when_recorded(when, recorded)
+    clean_note(note)
+    operator(by)
     rt = load_runtime()
-    done = record_visit(rt.engine, record, outcome, note, when, now())
+    done = record_visit(rt.engine, record, outcome, note, when, recorded, by=by)
     verb = "recorded" if done.new else "already recorded"
     line = (
-        f"visit {verb}: {done.source}:{done.record_id} {done.outcome} at {done.at.astimezone(rt.tz).isoformat()}; "
-        f"satisfaction {done.satisfaction or '-'}"
+        f"visit {verb}: {done.source}:{done.record_id} {done.outcome} at {done.at.astimezone(rt.tz).isoformat()} "
+        f"by {done.by}{' (backdated)' if done.backdated else ''}; satisfaction {done.satisfaction or '-'}"
     )
     if done.orders_opened:
         line += f"; {done.orders_opened} order(s) opened"
@@ -274,30 +296,77 @@ def visits_cmd(
 @app.command("order")
 def order_cmd(
     record: Annotated[str, typer.Argument(metavar="SOURCE:RECORD_ID", help="The record the order was opened for.")],
-    stage: Annotated[str, typer.Option("--stage", help="responded | rectified | feedback (feedback closes).")],
+    stage: Annotated[
+        str | None, typer.Option("--stage", help="responded | rectified | feedback (closes) | returned (退单).")
+    ] = None,
     resolved: Annotated[
         bool | None,
         typer.Option("--resolved/--unresolved", help="Required with --stage feedback: was the problem resolved?"),
     ] = None,
-    note: Annotated[str | None, typer.Option("--note", help="Free text kept with the report.")] = None,
-    at: Annotated[
-        str | None, typer.Option("--at", help="When it happened, ISO 8601 with offset (default: now).")
+    reassign: Annotated[str | None, typer.Option("--reassign", help="Centre: move the order to this unit.")] = None,
+    keep: Annotated[bool, typer.Option("--keep", help="Centre: refuse a return (back to open).")] = False,
+    extend: Annotated[
+        int | None, typer.Option("--extend", help="Unit: ask for N more days (1-10) before completion_due.")
     ] = None,
+    approve_extension: Annotated[bool, typer.Option("--approve-extension", help="Centre: approve it.")] = False,
+    reject_extension: Annotated[bool, typer.Option("--reject-extension", help="Centre: reject it.")] = False,
+    appeal: Annotated[bool, typer.Option("--appeal", help="Unit: the dissatisfied answer is unreasonable.")] = False,
+    uphold_appeal: Annotated[bool, typer.Option("--uphold-appeal", help="Centre: uphold (excluded).")] = False,
+    reject_appeal: Annotated[bool, typer.Option("--reject-appeal", help="Centre: reject the appeal.")] = False,
+    note: NoteOpt = None,
+    at: AtOpt = None,
+    by: ByOpt = None,
+    as_of: RecordedOpt = None,
 ) -> None:
-    """Record a unit's report on a supervision order (a one-row action: answers at once, no flow run)."""
-    from minyi.tasks.days import now, parse_instant
+    """Report a stage or act on a supervision order (a one-row action: answers at once, no flow run)."""
     from minyi.tasks.errors import InputError
-    from minyi.tasks.orders import STAGES, apply_report, parse_ref
+    from minyi.tasks.lifecycle import STAGES, clean_note, operator, parse_ref, when_recorded
+    from minyi.tasks.orders import apply_action
     from minyi.tasks.runtime import load_runtime
 
     parse_ref(record)
-    if stage not in STAGES:
-        raise InputError(f"--stage {stage!r}: expected one of {', '.join(STAGES)}")
-    when = parse_instant(at, "--at") if at else None
+    chosen = [
+        name
+        for name, on in (
+            ("reassign", reassign is not None),
+            ("keep", keep),
+            ("extend", extend is not None),
+            ("approve-extension", approve_extension),
+            ("reject-extension", reject_extension),
+            ("appeal", appeal),
+            ("uphold-appeal", uphold_appeal),
+            ("reject-appeal", reject_appeal),
+        )
+        if on
+    ]
+    if stage is not None:
+        if stage not in STAGES:
+            raise InputError(f"--stage {stage!r}: expected one of {', '.join(STAGES)}")
+        chosen.insert(0, stage)
+    if len(chosen) != 1:
+        raise InputError(
+            "give exactly one of --stage, --reassign, --keep, --extend, --approve-extension, --reject-extension, "
+            f"--appeal, --uphold-appeal, --reject-appeal (got {', '.join(chosen) or 'none'})"
+        )
+    when, recorded = _when(at, as_of)
+    when_recorded(when, recorded)
+    clean_note(note)
+    operator(by)
     rt = load_runtime()
-    recorded = now()
     with rt.engine.begin() as conn:
-        outcome = apply_report(conn, record, stage, resolved, when or recorded, note, recorded, rt.tz)  # type: ignore[arg-type]
+        outcome = apply_action(
+            conn,
+            rt.config,
+            record,
+            chosen[0],
+            recorded_at=recorded,
+            at=when,
+            by=by,
+            note=note,
+            resolved=resolved,
+            unit=reassign,
+            days=extend,
+        )
     typer.echo(outcome.describe(rt.tz))
 
 

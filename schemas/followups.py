@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, Text
+from sqlalchemy import BigInteger, Boolean, Column, ForeignKey, Index, Text, false
 from sqlalchemy import text as sql
 from sqlmodel import Field, SQLModel
 
@@ -98,6 +98,10 @@ class Answer(SQLModel, table=True):
     value: str = Field(max_length=32)
     answered_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     note: str | None = Field(default=None, sa_column=Column(Text))
+    # Who and when (SPEC §5), for visits: who recorded it, when, and whether answered_at was > 24 h before.
+    by_name: str | None = Field(default=None, max_length=128)
+    recorded_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+    backdated: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
 
 
 class SourceGate(SQLModel, table=True):

@@ -42,6 +42,7 @@ __all__ = [
     "due_instant",
     "end_of_day",
     "escalations_due",
+    "extended_due",
     "is_on_time",
     "last_day",
     "last_day_of",
@@ -117,6 +118,20 @@ def due_instant(
     return _due_for_start(cal, start_day(opened_at, tz), days, mode, tz)
 
 
+def extended_due(
+    original_due: datetime, days: int, cal: Calendar, mode: ClockMode, tz: ZoneInfo = DEFAULT_TZ
+) -> datetime | None:
+    """completion_due after an approved extension of `days` days (SPEC §5); None when not covered.
+
+    24:00 of the Nth day, counted in the clock's mode, after the original period's last day:
+    the original last day plays the start day of a `days`-day period (working mode: the Nth
+    working day after it; natural mode: the Nth calendar day, moved off a rest day).
+    """
+    _require_aware("original_due", original_due)
+    last = last_day(last_day_of(original_due, tz), days, cal, mode)
+    return None if last is None else end_of_day(last, tz)
+
+
 def is_on_time(done_at: datetime, due: datetime | None) -> bool:
     """A stage is on time iff done strictly before its due instant (SPEC §6).
 
@@ -140,8 +155,10 @@ def escalations_due(
 ) -> tuple[Escalation, ...]:
     """The escalations a run at `as_of` must fire now for one order, in `ESCALATIONS` order.
 
-    Every escalation fires at most once per order (`fired` holds those already
-    fired), by the first run whose as_of meets its condition. The state is read
+    Every escalation fires at most once per order and clock period (`fired` holds those
+    already fired in the order's current period), by the first run whose as_of meets its
+    condition. `opened_at` is where the current clocks start (the order's `clock_start`
+    after a reassignment or a reopen: SPEC §5). The state is read
     at `as_of`: a stage counts as done only when done at or before as_of, and an
     order opened after as_of escalates nothing. A clock whose due instant is
     None (`pending_calendar`) escalates nothing.

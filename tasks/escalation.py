@@ -15,8 +15,11 @@ a due instant is always local 00:00 after the last day, so the reminder's
 condition is `response_due = end of as_of's local date` — no date arithmetic
 in SQL, the same statement on SQLite and PostgreSQL, and an index lookup.
 
-"At most once" is UNIQUE(order_id, level) with ON CONFLICT DO NOTHING (an
-already fired level is a conflict, skipped at the index). Each sweep tags the
+"At most once" is per order and clock period (SPEC §6): UNIQUE(order_id, period,
+level) with ON CONFLICT DO NOTHING (an already fired level is a conflict, skipped at
+the index). A reassignment or a reopen moves the order to period + 1 with fresh
+clocks from `clock_start`, so its levels fire afresh; the rows of earlier periods
+stay, with the unit they fired against (`unit_code`). Each sweep tags the
 rows it inserted with its own `sweep_id` and enqueues channel posts only for
 those, in the same transaction, so a post exists iff its escalation does. On
 PostgreSQL concurrent sweeps also take a transaction-scoped advisory lock, so
@@ -32,7 +35,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import BigInteger, Boolean, String, text
+from sqlalchemy import BigInteger, Boolean, Integer, String, text
 from sqlalchemy.engine import Connection
 
 from minyi.schemas.types import UtcDateTime
@@ -68,7 +71,7 @@ MESSAGE_BATCH = 5000
 # NOTHING probes it per candidate, what the anti-join did). With the anti-join, PostgreSQL planned the
 # first sweep over an empty, analysed escalations table as a nested loop re-scanning that table for
 # every order while the statement filled it: quadratic (200k orders: 60 s for one level, now ~1 s).
-_COMMON = "o.opened_at <= :as_of"
+_COMMON = "COALESCE(o.clock_start, o.opened_at) <= :as_of"
 _NOT_RESPONDED = "(o.responded_at IS NULL OR o.responded_at > :as_of)"
 _NOT_CLOSED = "(o.closed_at IS NULL OR o.closed_at > :as_of)"
 # Levels in the order they are swept: response_overdue before the reminder, so a
@@ -79,7 +82,7 @@ _CONDITIONS: dict[Escalation, tuple[str, str]] = {
     "response_reminder": (
         "o.response_due",
         f"o.response_due = :end_of_today AND {_NOT_RESPONDED} AND NOT EXISTS "
-        "(SELECT 1 FROM escalations x WHERE x.order_id = o.id AND x.level = 'response_overdue')",
+        "(SELECT 1 FROM escalations x WHERE x.order_id = o.id AND x.period = o.period AND x.level = 'response_overdue')",
     ),
     "completion_overdue": ("o.completion_due", f"o.completion_due <= :as_of AND {_NOT_CLOSED}"),
 }
@@ -88,10 +91,10 @@ _CONDITIONS: dict[Escalation, tuple[str, str]] = {
 def _insert_sql(level: Escalation) -> str:
     due_column, condition = _CONDITIONS[level]
     return (
-        "INSERT INTO escalations (order_id, level, due, fired_at, sweep_id) "
-        f"SELECT o.id, '{level}', {due_column}, :as_of, :sweep_id FROM orders o "
+        "INSERT INTO escalations (order_id, level, due, fired_at, sweep_id, period, unit_code) "
+        f"SELECT o.id, '{level}', {due_column}, :as_of, :sweep_id, o.period, o.unit_code FROM orders o "
         f"WHERE {condition} AND {_COMMON} "
-        "ON CONFLICT (order_id, level) DO NOTHING"
+        "ON CONFLICT (order_id, period, level) DO NOTHING"
     )
 
 
@@ -99,7 +102,7 @@ _INSERTS: dict[Escalation, str] = {level: _insert_sql(level) for level in _CONDI
 assert set(_INSERTS) == set(ESCALATIONS)
 
 _FIRED = text(
-    "SELECT e.id, e.order_id, e.level, e.due, o.source, o.record_id, o.unit_code, u.name, u.channel, u.known "
+    "SELECT e.id, e.order_id, e.level, e.due, e.period, o.source, o.record_id, o.unit_code, u.name, u.channel, u.known "
     "FROM escalations e JOIN orders o ON o.id = e.order_id LEFT JOIN units u ON u.code = o.unit_code "
     "WHERE e.sweep_id = :sweep_id AND e.id > :after ORDER BY e.id LIMIT :n"
 ).columns(
@@ -107,6 +110,7 @@ _FIRED = text(
     order_id=BigInteger,
     level=String,
     due=UtcDateTime(),
+    period=Integer,
     source=String,
     record_id=String,
     unit_code=String,
@@ -128,6 +132,7 @@ class EscalationRow:
     unit_code: str
     unit_name: str
     unit_channel: str  # "" when the unit is unknown or has no channel
+    period: int = 1  # the order's clock period (SPEC §5: a reassignment or a reopen starts a new one)
 
     @property
     def ref(self) -> str:
@@ -166,7 +171,12 @@ def escalation_messages(row: EscalationRow, cfg: MinyiConfig, tz: ZoneInfo) -> l
         if channel not in channels:
             channels.append(channel)
     return [
-        Message(key=texts.escalation_key(row.order_id, row.level, channel), kind=row.level, channel=channel, body=body)
+        Message(
+            key=texts.escalation_key(row.order_id, row.level, channel, row.period),
+            kind=row.level,
+            channel=channel,
+            body=body,
+        )
         for channel in channels
     ]
 
@@ -218,6 +228,7 @@ def _fired_pages(conn: Connection, sweep_id: str) -> Iterable[list[EscalationRow
                 unit_code=r.unit_code,
                 unit_name=r.name or "",
                 unit_channel=(r.channel or "") if r.known else "",
+                period=r.period,
             )
             for r in page
         ]

@@ -34,6 +34,15 @@ from sqlalchemy.engine import Connection
 from minyi.tasks.config import TargetsConfig
 from minyi.tasks.store import instant_param
 
+# SPEC §7's lifecycle counts (SPEC §5), from _LIFECYCLE_SQL below.
+LIFECYCLE_COUNTS: tuple[str, ...] = (
+    "excluded",
+    "returned",
+    "reassigned_in",
+    "extensions_approved",
+    "reopened",
+    "backdated",
+)
 COUNTS: tuple[str, ...] = (
     "records",
     "followups_sent",
@@ -48,6 +57,7 @@ COUNTS: tuple[str, ...] = (
     "resolved",
     "orders_due_completion",
     "completed_on_time",
+    *LIFECYCLE_COUNTS,
 )
 # (rate, numerator, denominator); the numerator of satisfaction is a sum of two counts.
 RATES: tuple[tuple[str, tuple[str, ...], str], ...] = (
@@ -75,6 +85,7 @@ METRICS: tuple[str, ...] = (
     "orders_due_completion",
     "completed_on_time",
     "timely_completion_rate",
+    *LIFECYCLE_COUNTS,
 )
 # Which rates are held against which target.
 TARGETED: tuple[tuple[str, str], ...] = (
@@ -179,26 +190,25 @@ def assessment(
 # order (unique constraints), so the LEFT JOINs never multiply rows and COUNT(*) is the record count.
 # An order is responded once responded_at is set, closed once closed_at is set (the state machine
 # fills earlier stages with the later stage's time). NULL dues never compare true: pending_calendar.
-_COUNTS_SQL = """
+# SPEC §5 lifecycle: an answer behind an upheld appeal (closed(excluded) by as_of) counts in records,
+# followups_sent and `excluded` only; an order counts for the unit holding it at as_of (the target of
+# its last reassignment by as_of, else the record's unit), so order metrics are grouped by `holder`.
+_EXCLUDED = "(o.resolution = 'excluded' AND o.closed_at <= :as_of)"
+_KEPT = "(o.id IS NULL OR o.resolution IS NULL OR o.resolution <> 'excluded' OR o.closed_at > :as_of)"
+_HOLDER = (
+    "COALESCE((SELECT ev.to_unit FROM order_events ev WHERE ev.order_id = o.id AND ev.stage = 'reassign' "
+    "AND ev.at <= :as_of ORDER BY ev.at DESC, ev.id DESC LIMIT 1), r.unit_code)"
+)
+_FOLLOWUP_COUNTS_SQL = f"""
 SELECT r.unit_code,
        COUNT(*) AS records,
        SUM(CASE WHEN f.sms_status = 'sent' THEN 1 ELSE 0 END) AS followups_sent,
-       SUM(CASE WHEN f.satisfaction IN ('satisfied', 'basically_satisfied', 'dissatisfied') THEN 1 ELSE 0 END)
-           AS responses,
-       SUM(CASE WHEN f.satisfaction = 'satisfied' THEN 1 ELSE 0 END) AS satisfied,
-       SUM(CASE WHEN f.satisfaction = 'basically_satisfied' THEN 1 ELSE 0 END) AS basically_satisfied,
-       SUM(CASE WHEN f.satisfaction = 'dissatisfied' THEN 1 ELSE 0 END) AS dissatisfied,
-       COUNT(o.id) AS orders_opened,
-       SUM(CASE WHEN o.responded_at IS NOT NULL OR o.response_due <= :as_of THEN 1 ELSE 0 END)
-           AS orders_due_response,
-       SUM(CASE WHEN o.responded_at IS NOT NULL AND o.responded_at < o.response_due THEN 1 ELSE 0 END)
-           AS responded_on_time,
-       SUM(CASE WHEN o.closed_at IS NOT NULL THEN 1 ELSE 0 END) AS orders_closed,
-       SUM(CASE WHEN o.closed_at IS NOT NULL AND o.resolution = 'resolved' THEN 1 ELSE 0 END) AS resolved,
-       SUM(CASE WHEN o.closed_at IS NOT NULL OR o.completion_due <= :as_of THEN 1 ELSE 0 END)
-           AS orders_due_completion,
-       SUM(CASE WHEN o.closed_at IS NOT NULL AND o.closed_at < o.completion_due THEN 1 ELSE 0 END)
-           AS completed_on_time
+       SUM(CASE WHEN {_KEPT} AND f.satisfaction IN ('satisfied', 'basically_satisfied', 'dissatisfied')
+           THEN 1 ELSE 0 END) AS responses,
+       SUM(CASE WHEN {_KEPT} AND f.satisfaction = 'satisfied' THEN 1 ELSE 0 END) AS satisfied,
+       SUM(CASE WHEN {_KEPT} AND f.satisfaction = 'basically_satisfied' THEN 1 ELSE 0 END) AS basically_satisfied,
+       SUM(CASE WHEN {_KEPT} AND f.satisfaction = 'dissatisfied' THEN 1 ELSE 0 END) AS dissatisfied,
+       SUM(CASE WHEN {_EXCLUDED} THEN 1 ELSE 0 END) AS excluded
 FROM records r
 LEFT JOIN followups f ON f.record_pk = r.id
 LEFT JOIN orders o ON o.followup_id = f.id
@@ -206,15 +216,57 @@ WHERE r.business_date >= :start AND r.business_date <= :end
 GROUP BY r.unit_code
 ORDER BY r.unit_code
 """
+_ORDER_COUNTS_SQL = f"""
+SELECT holder AS unit_code,
+       COUNT(*) AS orders_opened,
+       SUM(CASE WHEN responded_at IS NOT NULL OR response_due <= :as_of THEN 1 ELSE 0 END) AS orders_due_response,
+       SUM(CASE WHEN responded_at IS NOT NULL AND responded_at < response_due THEN 1 ELSE 0 END)
+           AS responded_on_time,
+       SUM(CASE WHEN closed_at IS NOT NULL THEN 1 ELSE 0 END) AS orders_closed,
+       SUM(CASE WHEN closed_at IS NOT NULL AND resolution = 'resolved' THEN 1 ELSE 0 END) AS resolved,
+       SUM(CASE WHEN closed_at IS NOT NULL OR completion_due <= :as_of THEN 1 ELSE 0 END) AS orders_due_completion,
+       SUM(CASE WHEN closed_at IS NOT NULL AND closed_at < completion_due THEN 1 ELSE 0 END) AS completed_on_time
+FROM (
+  SELECT {_HOLDER} AS holder, o.responded_at, o.response_due, o.closed_at, o.resolution, o.completion_due
+  FROM records r
+  JOIN followups f ON f.record_pk = r.id
+  JOIN orders o ON o.followup_id = f.id
+  WHERE r.business_date >= :start AND r.business_date <= :end AND {_KEPT}
+) held
+GROUP BY holder
+"""
+# The lifecycle events of the period's orders by as_of, each for the unit that made it (a reassignment
+# for the unit it went to).
+_LIFECYCLE_SQL = """
+SELECT unit_code,
+       SUM(CASE WHEN stage = 'returned' THEN 1 ELSE 0 END) AS returned,
+       SUM(CASE WHEN stage = 'reassign' THEN 1 ELSE 0 END) AS reassigned_in,
+       SUM(CASE WHEN stage = 'approve-extension' THEN 1 ELSE 0 END) AS extensions_approved,
+       SUM(CASE WHEN stage = 'reopen' THEN 1 ELSE 0 END) AS reopened,
+       SUM(CASE WHEN backdated = :t THEN 1 ELSE 0 END) AS backdated
+FROM (
+  SELECT CASE WHEN ev.stage = 'reassign' THEN ev.to_unit ELSE COALESCE(ev.unit_code, o.unit_code) END AS unit_code,
+         ev.stage, ev.backdated
+  FROM order_events ev
+  JOIN orders o ON o.id = ev.order_id
+  JOIN followups f ON f.id = o.followup_id
+  JOIN records r ON r.id = f.record_pk
+  WHERE r.business_date >= :start AND r.business_date <= :end AND ev.at <= :as_of
+) events
+GROUP BY unit_code
+"""
 
 
 def unit_counts(conn: Connection, period: Period, as_of: datetime) -> dict[str, Counts]:
-    """Counts per unit_code for every unit with records in the period (known to the config or not)."""
+    """Counts per unit_code for every unit with records in the period (known to the config or not),
+    and every unit holding, or having acted on, one of the period's orders (SPEC §5)."""
     params = {"start": period.start, "end": period.end, "as_of": instant_param(conn.dialect.name, as_of)}
-    return {
-        row["unit_code"]: {name: int(row[name] or 0) for name in COUNTS}
-        for row in conn.execute(text(_COUNTS_SQL), params).mappings()
-    }
+    out: dict[str, Counts] = {}
+    for sql, extra in ((_FOLLOWUP_COUNTS_SQL, {}), (_ORDER_COUNTS_SQL, {}), (_LIFECYCLE_SQL, {"t": True})):
+        for row in conn.execute(text(sql), params | extra).mappings():
+            counts = out.setdefault(row["unit_code"], dict.fromkeys(COUNTS, 0))
+            counts.update({k: int(v or 0) for k, v in row.items() if k != "unit_code"})
+    return dict(sorted(out.items()))
 
 
 def compute_assessment(

@@ -29,6 +29,7 @@ from minyi.tasks.bounds import RefusedReply, Reply, check_reply
 from minyi.tasks.phones import normalise_phone
 from minyi.tasks.sms import SmsGateway, SmsGatewayError
 from minyi.tasks.store import instant_param
+from minyi.tasks.verification import claim_verification_replies
 
 ReplyValue = Literal["satisfied", "basically_satisfied", "dissatisfied", "opt_out", "unrecognised"]
 MATCH_WINDOW = timedelta(days=7)
@@ -169,6 +170,7 @@ def store_reply_page(
             )
         if replies:
             conn.execute(text(_INSERT), [_row(r, dialect, now) for r in replies])
+            claim_verification_replies(conn)  # SPEC §5: replies to a verification SMS are not follow-up answers
             conn.execute(text(_MATCH))
             out.opt_outs = max(conn.execute(text(_OPT_OUT)).rowcount or 0, 0)
             conn.execute(text(_ANSWERS))

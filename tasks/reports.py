@@ -36,7 +36,15 @@ from minyi.tasks.masking import mask_name, mask_phone
 from minyi.tasks.notify.files import write_atomic
 
 THREAD_CHUNK = 15  # lines per thread reply: long lists go in the thread, a screenful at a time
-INSTANTS = ("opened_at", "response_due", "completion_due", "responded_at", "rectified_at", "closed_at")
+INSTANTS = (
+    "opened_at",
+    "response_due",
+    "completion_due",
+    "responded_at",
+    "rectified_at",
+    "closed_at",
+    "completion_due_original",
+)
 ORDER_FIELDS = (
     "source",
     "record_id",
@@ -45,6 +53,9 @@ ORDER_FIELDS = (
     *INSTANTS,
     "resolution",
     "escalations",
+    "backdated",
+    "extension",
+    "appeal",
     "state",
     "overdue_clocks",
     "business_date",
@@ -104,7 +115,8 @@ def chunks(lines: list[str], size: int = THREAD_CHUNK) -> list[list[str]]:
 
 _ORDERS_SQL = """
 SELECT o.id, o.source, o.record_id, o.unit_code, o.status, o.opened_at, o.response_due, o.completion_due,
-       o.responded_at, o.rectified_at, o.closed_at, o.resolution, r.business_date, r.citizen_name, r.phone_norm
+       o.responded_at, o.rectified_at, o.closed_at, o.resolution, r.business_date, r.citizen_name, r.phone_norm,
+       o.completion_due_original, o.extension_status, o.extension_days, o.appeal_status
 FROM orders o
 JOIN followups f ON f.id = o.followup_id
 JOIN records r ON r.id = f.record_pk
@@ -118,6 +130,13 @@ WHERE o.closed_at IS NULL OR o.closed_at >= :since
 ORDER BY e.order_id, e.fired_at, e.id
 """
 
+# SPEC §5 "Who and when": the stages (and decisions) recorded more than 24 h after their --at.
+_BACKDATED_SQL = """
+SELECT ev.order_id, ev.stage FROM order_events ev JOIN orders o ON o.id = ev.order_id
+WHERE ev.backdated = :t AND (o.closed_at IS NULL OR o.closed_at >= :since)
+ORDER BY ev.order_id, ev.id
+"""
+
 
 def rectification(conn: Connection, business_date: date, as_of: datetime, tz: ZoneInfo) -> dict[str, Any]:
     """rectification.json: every order not closed before the period (the month of business_date)."""
@@ -129,6 +148,9 @@ def rectification(conn: Connection, business_date: date, as_of: datetime, tz: Zo
     fired: dict[int, list[str]] = {}
     for order_id, level in conn.execute(text(_ESCALATIONS_SQL).columns(order_id=Integer()), params):
         fired.setdefault(order_id, []).append(level)
+    backdated: dict[int, list[str]] = {}
+    for order_id, stage in conn.execute(text(_BACKDATED_SQL).columns(order_id=Integer()), {**params, "t": True}):
+        backdated.setdefault(order_id, []).append(stage)
     orders = []
     for row in rows:
         state, overdue = order_state(dict(row), as_of, tz)
@@ -141,6 +163,13 @@ def rectification(conn: Connection, business_date: date, as_of: datetime, tz: Zo
                 **{k: iso(row[k], tz) for k in INSTANTS},
                 "resolution": row["resolution"],
                 "escalations": fired.get(row["id"], []),
+                "backdated": backdated.get(row["id"], []),
+                "extension": (
+                    {"status": row["extension_status"], "days": row["extension_days"]}
+                    if row["extension_status"]
+                    else None
+                ),
+                "appeal": row["appeal_status"],
                 "state": state,
                 "overdue_clocks": overdue,
                 "business_date": row["business_date"].isoformat(),
@@ -149,12 +178,26 @@ def rectification(conn: Connection, business_date: date, as_of: datetime, tz: Zo
             }
         )
     summary = {"orders": len(orders), **{s: sum(1 for o in orders if o["state"] == s) for s in STATES}}
+    summary |= lifecycle_summary(orders)
     return {
         "business_date": business_date.isoformat(),
         "as_of": as_of.astimezone(tz).isoformat(),
         "period": {"start": period.start.isoformat(), "end": period.end.isoformat()},
         "summary": summary,
         "orders": orders,
+    }
+
+
+def lifecycle_summary(orders: list[dict[str, Any]]) -> dict[str, Any]:
+    """SPEC §5 in the summary: returned orders awaiting the centre, pending extensions, backdated stages per unit."""
+    per_unit: dict[str, int] = {}
+    for o in orders:
+        if o["backdated"]:
+            per_unit[o["unit_code"]] = per_unit.get(o["unit_code"], 0) + len(o["backdated"])
+    return {
+        "returned": sum(1 for o in orders if o["status"] == "returned"),
+        "extensions_pending": sum(1 for o in orders if (o["extension"] or {}).get("status") == "pending"),
+        "backdated": dict(sorted(per_unit.items())),
     }
 
 
@@ -210,7 +253,14 @@ def assessment_csv(report: dict[str, Any]) -> str:
 
 
 def rectification_csv(report: dict[str, Any]) -> str:
-    rows = [[("|".join(o[k]) if isinstance(o[k], list) else o[k]) for k in ORDER_FIELDS] for o in report["orders"]]
+    def cell(value: Any) -> Any:
+        if isinstance(value, list):
+            return "|".join(value)
+        if isinstance(value, dict):
+            return f"{value.get('status')}:{value.get('days')}"
+        return value
+
+    rows = [[cell(o[k]) for k in ORDER_FIELDS] for o in report["orders"]]
     return _csv(list(ORDER_FIELDS), rows)
 
 

@@ -59,10 +59,29 @@ def rectification_messages(
     listed = [o for o in rect["orders"] if o["state"] in ("overdue", "due_today")]
     listed.sort(key=lambda o: (o["state"] != "overdue", o["unit_code"], o["opened_at"]))
     lines = [order_line(o, unit_names) for o in listed]
-    hint = f"超期及今日到期的 {len(lines)} 件见本消息的回复。" if lines else "没有超期或今日到期的督办单。"
+    awaiting = [o for o in rect["orders"] if o["status"] == "returned"]
+    extensions = [o for o in rect["orders"] if (o.get("extension") or {}).get("status") == "pending"]
+    awaiting_lines = [
+        f"• {o['source']}:{o['record_id']} · {unit_label(o['unit_code'], unit_names)} · 退单待中心改派或驳回"
+        for o in awaiting
+    ] + [
+        f"• {o['source']}:{o['record_id']} · {unit_label(o['unit_code'], unit_names)} · "
+        f"延期 {o['extension']['days']} 天待审批"
+        for o in extensions
+    ]
+    if awaiting_lines:
+        counts += f"\n待中心处理：退单 {len(awaiting)} 件，延期申请 {len(extensions)} 件。"
+    if s.get("backdated"):
+        counts += "\n补录（登记晚于发生 24 小时以上）：" + "，".join(
+            f"{unit_label(code, unit_names)} {n} 项" for code, n in s["backdated"].items()
+        )
+    thread = awaiting_lines + lines
+    hint = (
+        f"待中心处理、超期及今日到期的 {len(thread)} 件见本消息的回复。" if thread else "没有超期或今日到期的督办单。"
+    )
     key = f"rectification:{day}"
     messages = [Message(key=key, kind="rectification_summary", channel=centre, title=title, body=f"{counts}\n{hint}")]
-    for i, part in enumerate(chunks(lines), start=1):
+    for i, part in enumerate(chunks(thread), start=1):
         messages.append(
             Message(key=f"{key}:part{i}", kind="rectification_list", channel=centre, body="\n".join(part), parent=key)
         )
@@ -155,8 +174,9 @@ def assessment_messages(
 # --- escalations (SPEC §6) ---
 
 
-def escalation_key(order_id: int, level: str, channel: str) -> str:
-    return f"escalation:{order_id}:{level}:{channel}"
+def escalation_key(order_id: int, level: str, channel: str, period: int = 1) -> str:
+    """Period 1 keeps the key it always had; a later clock period (reassignment, reopen, SPEC §5) posts anew."""
+    return f"escalation:{order_id}:{'' if period == 1 else f'p{period}:'}{level}:{channel}"
 
 
 def escalation_text(level: str, ref: str, unit_label: str, clock: str, due: str, unit_known: bool) -> str:
@@ -212,3 +232,57 @@ def outbox_unconfirmed(channel: str, as_of: datetime, n: int) -> Message:
             "未重发。请核对频道后用 minyi resend --key 补发。"
         ),
     )
+
+
+# --- lifecycle (SPEC §5): posts of returns, reassignments, extensions, appeals, reopens; verification SMS ---
+
+LIFECYCLE_KIND = "order_lifecycle"
+
+
+def lifecycle_key(order_id: int, period: int, action: str, channel: str) -> str:
+    """Outbox key of a lifecycle post: once per order, clock period, action and channel."""
+    return f"lifecycle:{order_id}:{period}:{action}:{channel}"
+
+
+def lifecycle_text(
+    action: str,
+    ref: str,
+    unit: str,
+    *,
+    at: str,
+    by: str,
+    note: str | None = None,
+    to_unit: str | None = None,
+    days: int | None = None,
+    response_due: str | None = None,
+    completion_due: str | None = None,
+) -> str:
+    """The Chinese post of one lifecycle action; `unit` / `to_unit` are labels like 八大关派出所（QD-SN-PS01）."""
+    reason = f"理由：{note}。" if note else ""
+    dues = f"新时限：跟进 {response_due or '待日历'}，办结反馈 {completion_due or '待日历'}。"
+    head = {
+        "returned": f"↩️ 退单 {ref}：{unit} 申请退回，待中心改派或驳回。{reason}",
+        "keep": f"↩️ 退单驳回 {ref}：中心不同意退回，工单仍由 {unit} 办理，原时限不变。{reason}",
+        "reassign": f"🔀 改派 {ref}：中心已由 {unit} 改派至 {to_unit}，时限自改派时重新起算。{dues}{reason}",
+        "extend": f"⏳ 延期申请 {ref}：{unit} 申请延期 {days} 天，待中心审批。{reason}",
+        "approve-extension": f"⏳ 延期已批准 {ref}：{unit} 延期 {days} 天，办结反馈时限改为 {completion_due or '待日历'}。{reason}",
+        "reject-extension": f"⏳ 延期未批准 {ref}：{unit} 的延期申请未获批准，原时限不变。{reason}",
+        "appeal": f"📝 申诉 {ref}：{unit} 申诉该不满意评价不合理，待中心裁定。{reason}",
+        "uphold-appeal": f"📝 申诉成立 {ref}：{unit} 的申诉成立，该评价剔除，工单以剔除办结。{reason}",
+        "reject-appeal": f"📝 申诉驳回 {ref}：{unit} 的申诉未获支持，工单照常办理。{reason}",
+        "reopen": f"🔁 复核未解决 {ref}：群众回复问题未解决，工单重新打开，仍由 {unit} 办理。{dues}",
+    }[action]
+    return f"{head}（{at}，{by}）"
+
+
+VERIFY_KIND = "verify"
+
+
+def verification_message_id(source: str, record_id: str, k: int) -> str:
+    """SPEC §5: minyi:SOURCE:RECORD_ID:verify:K, K = 1, 2, … per closure as resolved."""
+    return f"minyi:{source}:{record_id}:verify:{k}"
+
+
+def verification_sms(signature: str, unit_name: str) -> str:
+    """The verification call-back SMS (复核回访)."""
+    return f"【{signature}】您好，您反映的问题，{unit_name}已反馈整改完毕。回复1确认已解决，2未解决。回复TD退订。"

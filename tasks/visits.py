@@ -17,19 +17,12 @@ from sqlalchemy.engine import Connection, Engine
 
 from minyi.tasks.answers import VISIT_OUTCOMES, open_orders_if_available, refresh_satisfaction
 from minyi.tasks.errors import InputError
+from minyi.tasks.lifecycle import clean_note, operator, parse_ref, when_recorded
 from minyi.tasks.store import instant_param
 
 
 class UnknownRecord(InputError):
     """The operator named a record the store has no follow-up for."""
-
-
-def parse_ref(ref: str) -> tuple[str, str]:
-    """`SOURCE:RECORD_ID` → (source, record_id); the record id may itself contain ':'."""
-    source, sep, record_id = ref.strip().partition(":")
-    if not sep or not source or not record_id:
-        raise InputError(f"{ref!r} is not SOURCE:RECORD_ID (e.g. police110:110-20261121-000123)")
-    return source, record_id
 
 
 def check_outcome(outcome: str) -> str:
@@ -47,21 +40,32 @@ class VisitRecorded:
     satisfaction: str | None
     new: bool
     orders_opened: int | None
+    by: str = ""
+    backdated: bool = False
 
 
 def record_visit(
-    engine: Engine, ref: str, outcome: str, note: str | None, at: datetime | None, as_of: datetime
+    engine: Engine,
+    ref: str,
+    outcome: str,
+    note: str | None,
+    at: datetime | None,
+    as_of: datetime,
+    by: str | None = None,
 ) -> VisitRecorded:
     """Store a visit's outcome as an answer; satisfaction becomes the latest recognised answer.
 
+    Who and when (SPEC §5): `as_of` is recorded_at, `by` who recorded it (MINYI_OPERATOR or
+    the OS user by default); `at` defaults to as_of, an `at` after it is refused, more than
+    24 h before it is marked backdated. The note is stored with mobiles masked (≤ 2,000 chars).
     Re-recording the same visit (same record, same --at) adds nothing: the answer's
     ref is `visit:SOURCE:RECORD_ID:<at>`.
     """
     source, record_id = parse_ref(ref)
     check_outcome(outcome)
-    when = at or as_of
-    if when.tzinfo is None:
-        raise InputError("--at: instants must carry a UTC offset")
+    who = operator(by)
+    when, backdated = when_recorded(at, as_of)
+    note = clean_note(note)
     dialect = engine.dialect.name
     with engine.begin() as conn:
         fid = conn.execute(
@@ -77,8 +81,8 @@ def record_visit(
         ts = instant_param(dialect, when)
         new = conn.execute(
             text(
-                "INSERT INTO answers (followup_id, via, ref, value, answered_at, note) "
-                "VALUES (:f, 'visit', :ref, :v, :at, :note) ON CONFLICT (ref) DO NOTHING"
+                "INSERT INTO answers (followup_id, via, ref, value, answered_at, note, by_name, recorded_at, backdated) "
+                "VALUES (:f, 'visit', :ref, :v, :at, :note, :by, :recorded_at, :backdated) ON CONFLICT (ref) DO NOTHING"
             ),
             {
                 "f": fid,
@@ -86,6 +90,9 @@ def record_visit(
                 "v": outcome,
                 "at": ts,
                 "note": note,
+                "by": who,
+                "recorded_at": instant_param(dialect, as_of),
+                "backdated": backdated,
             },
         ).rowcount
         if new:
@@ -103,7 +110,7 @@ def record_visit(
     if new and outcome == "dissatisfied":
         with engine.begin() as conn:
             opened = open_orders_if_available(conn, as_of)
-    return VisitRecorded(source, record_id, outcome, when, satisfaction, bool(new), opened)
+    return VisitRecorded(source, record_id, outcome, when, satisfaction, bool(new), opened, who, backdated)
 
 
 def queue_due_visits(conn: Connection, as_of: datetime, manual_after_hours: int) -> int:

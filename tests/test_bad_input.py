@@ -19,9 +19,9 @@ from minyi.tasks.config import RECORD_FIELDS, ConfigError, parse_config
 from minyi.tasks.days import parse_date, parse_instant
 from minyi.tasks.errors import InputError
 from minyi.tasks.intake import Accepted, Quarantined, intake
+from minyi.tasks.lifecycle import parse_ref
 from minyi.tasks.phones import normalise_phone
 from minyi.tasks.replies import parse_reply
-from minyi.tasks.visits import parse_ref
 from tests.support import TZ, Env, make_record
 
 DAY = date(2026, 11, 21)

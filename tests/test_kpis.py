@@ -38,6 +38,7 @@ def M(**values: object) -> dict[str, object]:
         "orders_due_completion": 0,
         "completed_on_time": 0,
         "timely_completion_rate": None,
+        **dict.fromkeys(("excluded", "returned", "reassigned_in", "extensions_approved", "reopened", "backdated"), 0),
     }
     base.update(values)
     return base

@@ -100,6 +100,6 @@ def test_the_supervise_flow_opens_orders_and_escalates(env: Env, prefect_harness
 def test_the_report_order_flow_records_a_report(env: Env, opened: str, prefect_harness: None) -> None:
     from minyi.flows.supervise import report_order
 
-    line = report_order(opened, "feedback", resolved=True, at=at("2026-11-20 09:00"))
+    line = report_order(opened, "feedback", resolved="resolved", at="2026-11-20T09:00:00+08:00")
     assert "closed (resolved)" in line
     assert env.scalar("SELECT resolution FROM orders") == "resolved"

@@ -91,6 +91,9 @@ def test_rectification_lists_every_order_not_closed_before_the_month_with_its_cl
         "pending_calendar": 2,
         "open": 1,
         "closed": 1,
+        "returned": 0,
+        "extensions_pending": 0,
+        "backdated": {},
     }
 
 

@@ -1,7 +1,7 @@
 """notifications: vendor-neutral rows (title, parent_key, remote_id), claims with an owner; Block Kit column goes
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-01 23:30:00
 
 Slack's `ts` and `thread_of` become `remote_id` (any vendor's id for the post) and
@@ -18,7 +18,7 @@ import sqlmodel
 from alembic import op
 
 revision: str = "0005"
-down_revision: str | None = "0003"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
