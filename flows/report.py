@@ -21,6 +21,7 @@ from minyi.tasks.kpis import compute_assessment
 from minyi.tasks.outbox import enqueue
 from minyi.tasks.reports import (
     STATE_NAMES,
+    LineageFile,
     assessment_messages,
     files_in,
     fmt_rate,
@@ -49,10 +50,11 @@ class ReportSummary(BaseModel):
 def build_reports(business_date: date, as_of: datetime, directory_name: str | None = None) -> tuple[dict, dict, str]:
     """Compute the assessment and the rectification listing, write the files; returns both and the directory."""
     rt = load_runtime()
-    with rt.engine.connect() as conn:
-        assessment = compute_assessment(conn, business_date, as_of, rt.tz, rt.config.targets)
-        rect = rectification(conn, business_date, as_of, rt.tz)
     files = files_in(rt.reports_dir / directory_name) if directory_name else report_paths(rt.reports_dir, business_date)
+    with rt.engine.connect() as conn, LineageFile(files.lineage_csv) as lineage:
+        cfg = rt.config
+        assessment = compute_assessment(conn, business_date, as_of, rt.tz, cfg.targets, cfg.assessment, lineage)
+        rect = rectification(conn, business_date, as_of, rt.tz)
     names, _ = unit_directory(rt.config)
     write_reports(files, assessment, rect, names)
     get_run_logger().info("reports written to %s", files.directory)
@@ -93,11 +95,14 @@ def publish_artifacts(assessment: dict, rect: dict | None) -> None:
         table=[
             {
                 "rank": u["rank"],
+                "ranked": u["ranked"],
                 "unit_code": u["unit_code"],
                 "meets_targets": u["meets_targets"],
+                "score": u["score"],
                 "records": u["records"],
                 "responses": u["responses"],
                 "satisfaction_rate": fmt_rate(u["satisfaction_rate"]),
+                "reply_rate": fmt_rate(u["reply_rate"]),
                 "timely_response_rate": fmt_rate(u["timely_response_rate"]),
                 "resolution_rate": fmt_rate(u["resolution_rate"]),
                 "timely_completion_rate": fmt_rate(u["timely_completion_rate"]),
