@@ -56,9 +56,8 @@ def test_the_report_writes_both_reports_their_csv_twins_and_a_chart(env: Env, re
     rows = list(csv.DictReader((d / "assessment.csv").read_text(encoding="utf-8-sig").splitlines()))
     assert [r["unit_code"] for r in rows] == [B, A, "QD-CGS", D, "overall"]
     assert rows[-1]["records"] == "16" and rows[0]["satisfaction_rate"] == "0.8"
-    assert [(r["ranked"], r["rank"]) for r in rows] == [("true", "1"), ("true", "2"), ("false", ""), ("false", "")] + [
-        ("", "")
-    ]
+    ranks = [("true", "1"), ("true", "2"), ("false", ""), ("false", ""), ("", "")]  # the last: overall
+    assert [(r["ranked"], r["rank"]) for r in rows] == ranks
     assert rows[-1]["satisfaction_rate"] == repr(8 / 13) and rows[-1]["reply_rate"] == repr(13 / 12)
     assert (d / "lineage.csv").exists()
     assert (d / "assessment.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
