@@ -6,7 +6,7 @@ chart), enqueue (the summaries into the outbox, in one transaction), deliver.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from minyi.flows.deliver import Delivery, deliver_outbox
 from minyi.flows.naming import by_business_date
-from minyi.tasks.days import local_date, resolve_day
+from minyi.tasks.days import month_end, previous_month_end, resolve_day
 from minyi.tasks.days import now as wall_clock
 from minyi.tasks.kpis import compute_assessment
 from minyi.tasks.outbox import enqueue
@@ -23,6 +23,7 @@ from minyi.tasks.reports import (
     STATE_NAMES,
     LineageFile,
     assessment_messages,
+    assessment_route,
     files_in,
     fmt_rate,
     rectification,
@@ -72,16 +73,7 @@ def enqueue_summaries(assessment: dict, rect: dict | None, chart: str, as_of: da
     messages = []
     if rect is not None:
         messages += rectification_messages(rect, cfg, names, channels)
-    if monthly:
-        month = assessment["period"]["start"][:7]
-        key, title = f"assessment-month:{month}", f"民意110 月度考核 {month}"
-        targets = [cfg.slack.center_channel, cfg.slack.leadership_channel]
-    else:
-        key, title = (
-            f"assessment:{assessment['business_date']}",
-            f"民意110 考核（月度累计）{assessment['business_date']}",
-        )
-        targets = [cfg.slack.center_channel]
+    key, title, targets = assessment_route(assessment, cfg, monthly)
     messages += assessment_messages(assessment, targets, Path(chart), names, key, title)
     with rt.engine.begin() as conn:
         return enqueue(conn, messages, as_of)
@@ -170,11 +162,6 @@ def _publish(day: date, now: datetime, monthly: bool = False) -> ReportSummary:
     )
 
 
-def previous_month_end(as_of: datetime, tz: object) -> date:
-    """The last day of the month before as_of's local month."""
-    return local_date(as_of, tz).replace(day=1) - timedelta(days=1)  # type: ignore[arg-type]
-
-
 @flow(name="monthly-assessment", flow_run_name="monthly-assessment")
 def monthly_assessment(month: str | None = None, as_of: datetime | None = None) -> ReportSummary:
     """The whole previous month's assessment for the monthly meeting, to the centre and leadership channels.
@@ -185,16 +172,7 @@ def monthly_assessment(month: str | None = None, as_of: datetime | None = None) 
         month: `YYYY-MM`. Empty = the month before as_of's.
         as_of: The instant the clocks are evaluated at, with its UTC offset. Empty = the real clock.
     """
-    from minyi.tasks.errors import InputError
-
     rt = load_runtime()
     now = as_of or wall_clock()
-    if month:
-        try:
-            first = date.fromisoformat(f"{month}-01")
-        except ValueError:
-            raise InputError(f"month: {month!r} is not YYYY-MM") from None
-        end = (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
-    else:
-        end = previous_month_end(now, rt.tz)
+    end = month_end(month) if month else previous_month_end(now, rt.tz)
     return _publish(end, now, monthly=True)

@@ -32,6 +32,7 @@ from sqlalchemy import Date, Integer, String, text
 from sqlalchemy.engine import Connection
 
 from minyi.schemas.types import UtcDateTime
+from minyi.tasks import texts
 from minyi.tasks.config import MinyiConfig
 from minyi.tasks.csvsafe import csv_cell
 from minyi.tasks.days import start_of_day
@@ -439,6 +440,24 @@ def assessment_messages(
                 )
             )
     return messages
+
+
+def assessment_route(assessment: dict[str, Any], cfg: MinyiConfig, monthly: bool) -> tuple[str, str, list[str]]:
+    """(outbox key, title, channels) of an assessment summary: the daily one to the centre; the monthly one,
+    for the monthly meeting, to the centre and leadership channels."""
+    if monthly:
+        month = assessment["period"]["start"][:7]
+        return (
+            texts.ASSESSMENT_MONTHLY_KEY.format(month=month),
+            texts.ASSESSMENT_MONTHLY_TITLE.format(month=month),
+            [cfg.slack.center_channel, cfg.slack.leadership_channel],
+        )
+    day = assessment["business_date"]
+    return (
+        texts.ASSESSMENT_DAILY_KEY.format(business_date=day),
+        texts.ASSESSMENT_DAILY_TITLE.format(business_date=day),
+        [cfg.slack.center_channel],
+    )
 
 
 def unit_directory(cfg: MinyiConfig) -> tuple[dict[str, str], dict[str, str]]:
