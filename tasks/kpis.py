@@ -284,13 +284,19 @@ def _chr(dialect: str, code: int) -> str:
 
 
 def _csv_cell_sql(col: str, dialect: str) -> str:
-    """SQL for a formula-safe (SPEC §7), CSV-quoted text cell: what tasks.csvsafe and csv.writer make of it."""
-    tab, lf, cr = _chr(dialect, 9), _chr(dialect, 10), _chr(dialect, 13)
-    safe = f"(CASE WHEN substr({col}, 1, 1) IN ('=', '+', '-', '@', {tab}, {cr}) THEN '''' || {col} ELSE {col} END)"
-    needs_quotes = (
-        f"({col} LIKE '%,%' OR {col} LIKE '%\"%' OR {col} LIKE ('%' || {lf} || '%') OR {col} LIKE ('%' || {cr} || '%'))"
-    )
-    return f"(CASE WHEN {needs_quotes} THEN '\"' || replace({safe}, '\"', '\"\"') || '\"' ELSE {safe} END)"
+    """SQL for a formula-safe (SPEC §7), CSV-quoted text cell: what tasks.csvsafe and csv.writer make of it.
+
+    One pattern match per question (a GLOB on SQLite, a regular expression on PostgreSQL) rather than a LIKE
+    per character: it runs on every line of lineage.csv.
+    """
+    if dialect == "postgresql":
+        formula = f"{col} ~ '^[-=+@\\t\\r]'"
+        special = f"{col} ~ '[,\"\\r\\n]'"
+    else:
+        formula = f"{col} GLOB ('[=+@' || char(9) || char(13) || '-]*')"
+        special = f"{col} GLOB ('*[,\"' || char(10) || char(13) || ']*')"
+    safe = f"(CASE WHEN {formula} THEN '''' || {col} ELSE {col} END)"
+    return f"(CASE WHEN {special} THEN '\"' || replace({safe}, '\"', '\"\"') || '\"' ELSE {safe} END)"
 
 
 def _base(unit: bool = False, extra: str = "") -> str:
@@ -322,9 +328,8 @@ def counts_sql(dialect: str, with_lineage: bool = False) -> str:
         agg = "string_agg" if dialect == "postgresql" else "group_concat"
         lf = _chr(dialect, 10)
         cols += [f"{agg}(CASE WHEN {BRANCHES[m]} THEN ref END, {lf}) AS lineage_{m}" for m in LINEAGE_METRICS]
-        extra = (
-            f",\n       {_csv_cell_sql('r.source', dialect)} || ',' || {_csv_cell_sql('r.record_id', dialect)} AS ref"
-        )
+        # a source name is a config name (^[a-z0-9][a-z0-9_-]*$): only the upstream record_id needs the care
+        extra = f",\n       r.source || ',' || {_csv_cell_sql('r.record_id', dialect)} AS ref"
     return f"SELECT unit_code, {', '.join(cols)}\nFROM ({_base(extra=extra)}) b\nGROUP BY unit_code ORDER BY unit_code"
 
 

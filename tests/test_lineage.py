@@ -84,15 +84,14 @@ def test_a_formula_in_a_record_id_or_unit_code_arrives_escaped_in_every_csv(env:
     with Session(env.engine) as s:
         b = Builder(s)
         rec = b.record(evil_unit, date(2026, 11, 3))
-        rec.record_id = "-2+3"
-        rec.source = "@src,x"
+        rec.record_id = '-2+3,"x"'
         s.add(rec)
         b.followup(rec, satisfaction="satisfied")
         s.commit()
     path = tmp_path / "lineage.csv"
     report = assess_with_lineage(env, path)
     rows = read_lineage(path)
-    assert {(r["unit_code"], r["source"], r["record_id"]) for r in rows} == {("'" + evil_unit, "'@src,x", "'-2+3")}
+    assert {(r["unit_code"], r["source"], r["record_id"]) for r in rows} == {("'" + evil_unit, "police110", "'-2+3,\"x\"")}
     (unit_row,) = [
         r for r in csv.DictReader(assessment_csv(report).lstrip("\ufeff").splitlines()) if r["unit_code"] != "overall"
     ]
