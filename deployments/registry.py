@@ -51,6 +51,8 @@ SPECS: tuple[DeploymentSpec, ...] = (
     DeploymentSpec("record-visit", ("record-visit",), tags=("operator",)),
     DeploymentSpec("report-order", ("report-order",), tags=("operator",)),
     DeploymentSpec("resend", ("resend",), tags=("operator",)),
+    # SPEC §12: the records behind one unit's count, as a table artifact
+    DeploymentSpec("explain", ("explain",), tags=("operator",)),
     # each stage of the loop alone (SPEC §1), e.g. quality with force=true to release a held gate (SPEC §8)
     DeploymentSpec("ingest", ("ingest",), tags=("stage",)),
     DeploymentSpec("quality", ("quality",), tags=("stage",)),

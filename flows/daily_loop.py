@@ -28,6 +28,7 @@ from minyi.flows.naming import by_business_date
 from minyi.flows.quality import quality_stage
 from minyi.flows.report import ReportSummary, report_stage
 from minyi.flows.supervise import SuperviseSummary, supervise_stage
+from minyi.flows.warnings import WarningsSummary, warnings_stage
 from minyi.tasks.days import resolve_day
 from minyi.tasks.ingest import IngestSummary
 from minyi.tasks.quality import QualitySummary
@@ -44,6 +45,7 @@ class LoopSummary(BaseModel):
     followup: FollowupSummary | None = None
     supervision: SuperviseSummary | None = None
     report: ReportSummary | None = None
+    warnings: WarningsSummary | None = None
     seconds: dict[str, float] = {}  # wall seconds per stage, in order
 
 
@@ -98,7 +100,8 @@ def daily_loop(business_date: date | None = None, as_of: datetime | None = None)
             checked = checking.result()
             # supervise comes after the follow-up stage: it opens orders from the answers that stage stored
             supervision = stage("supervise", supervise_stage, now)
-            reported = stage("report", report_stage, day, now)  # last: the summaries describe the stages above
+            reported = stage("report", report_stage, day, now)  # the summaries describe the stages above
+            warned = stage("warnings", warnings_stage, day, now)  # after the reports (SPEC §10)
             return LoopSummary(
                 business_date=day,
                 as_of=now,
@@ -107,6 +110,7 @@ def daily_loop(business_date: date | None = None, as_of: datetime | None = None)
                 followup=followed,
                 supervision=supervision,
                 report=reported,
+                warnings=warned,
                 seconds=stage.seconds,
             )
     except AlreadyRunning as busy:

@@ -6,7 +6,7 @@ chart), enqueue (the summaries into the outbox, in one transaction), deliver.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -16,12 +16,13 @@ from pydantic import BaseModel
 from minyi.flows.deliver import Delivery, deliver_outbox
 from minyi.flows.naming import by_business_date
 from minyi.tasks import texts
-from minyi.tasks.days import local_date, resolve_day
+from minyi.tasks.days import month_end, previous_month_end, resolve_day
 from minyi.tasks.days import now as wall_clock
 from minyi.tasks.kpis import compute_assessment
 from minyi.tasks.outbox import enqueue
 from minyi.tasks.reports import (
     STATE_NAMES,
+    LineageFile,
     files_in,
     fmt_rate,
     rectification,
@@ -48,10 +49,11 @@ class ReportSummary(BaseModel):
 def build_reports(business_date: date, as_of: datetime, directory_name: str | None = None) -> tuple[dict, dict, str]:
     """Compute the assessment and the rectification listing, write the files; returns both and the directory."""
     rt = load_runtime()
-    with rt.engine.connect() as conn:
-        assessment = compute_assessment(conn, business_date, as_of, rt.tz, rt.config.targets)
-        rect = rectification(conn, business_date, as_of, rt.tz)
     files = files_in(rt.reports_dir / directory_name) if directory_name else report_paths(rt.reports_dir, business_date)
+    with rt.engine.connect() as conn, LineageFile(files.lineage_csv) as lineage:
+        cfg = rt.config
+        assessment = compute_assessment(conn, business_date, as_of, rt.tz, cfg.targets, cfg.assessment, lineage)
+        rect = rectification(conn, business_date, as_of, rt.tz)
     names, _ = unit_directory(rt.config)
     write_reports(files, assessment, rect, names)
     get_run_logger().info("reports written to %s", files.directory)
@@ -69,8 +71,7 @@ def enqueue_summaries(assessment: dict, rect: dict | None, chart: str, as_of: da
     messages = []
     if rect is not None:
         messages += texts.rectification_messages(rect, cfg.center_channel, names, channels)
-    key, title = texts.assessment_key_title(assessment, monthly)
-    targets = [cfg.center_channel, cfg.leadership_channel] if monthly else [cfg.center_channel]
+    key, title, targets = texts.assessment_route(assessment, cfg.center_channel, cfg.leadership_channel, monthly)
     messages += texts.assessment_messages(assessment, targets, Path(chart), names, key, title)
     with rt.engine.begin() as conn:
         return enqueue(conn, messages, as_of)
@@ -84,11 +85,14 @@ def publish_artifacts(assessment: dict, rect: dict | None) -> None:
         table=[
             {
                 "rank": u["rank"],
+                "ranked": u["ranked"],
                 "unit_code": u["unit_code"],
                 "meets_targets": u["meets_targets"],
+                "score": u["score"],
                 "records": u["records"],
                 "responses": u["responses"],
                 "satisfaction_rate": fmt_rate(u["satisfaction_rate"]),
+                "reply_rate": fmt_rate(u["reply_rate"]),
                 "timely_response_rate": fmt_rate(u["timely_response_rate"]),
                 "resolution_rate": fmt_rate(u["resolution_rate"]),
                 "timely_completion_rate": fmt_rate(u["timely_completion_rate"]),
@@ -156,11 +160,6 @@ def _publish(day: date, now: datetime, monthly: bool = False) -> ReportSummary:
     )
 
 
-def previous_month_end(as_of: datetime, tz: object) -> date:
-    """The last day of the month before as_of's local month."""
-    return local_date(as_of, tz).replace(day=1) - timedelta(days=1)  # type: ignore[arg-type]
-
-
 @flow(name="monthly-assessment", flow_run_name="monthly-assessment")
 def monthly_assessment(month: str | None = None, as_of: datetime | None = None) -> ReportSummary:
     """The whole previous month's assessment for the monthly meeting, to the centre and leadership channels.
@@ -171,16 +170,7 @@ def monthly_assessment(month: str | None = None, as_of: datetime | None = None) 
         month: `YYYY-MM`. Empty = the month before as_of's.
         as_of: The instant the clocks are evaluated at, with its UTC offset. Empty = the real clock.
     """
-    from minyi.tasks.errors import InputError
-
     rt = load_runtime()
     now = as_of or wall_clock()
-    if month:
-        try:
-            first = date.fromisoformat(f"{month}-01")
-        except ValueError:
-            raise InputError(f"month: {month!r} is not YYYY-MM") from None
-        end = (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
-    else:
-        end = previous_month_end(now, rt.tz)
+    end = month_end(month) if month else previous_month_end(now, rt.tz)
     return _publish(end, now, monthly=True)

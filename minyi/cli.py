@@ -184,6 +184,32 @@ def assess_cmd(
     typer.echo(render_report(monthly_assessment(month=month, as_of=now)))
 
 
+@app.command("explain")
+def explain_cmd(
+    unit_code: Annotated[str, typer.Argument(metavar="UNIT_CODE", help="The unit, e.g. QD-SN-PS01.")],
+    metric: Annotated[str, typer.Argument(metavar="METRIC", help="A count of assessment.json, e.g. dissatisfied.")],
+    date: DateOpt = None,
+    as_of: AsOfOpt = None,
+) -> None:
+    """The records behind one unit's count in the assessment (SOURCE:RECORD_ID lines, then UNIT_CODE METRIC = N)."""
+    from minyi.tasks.days import resolve_day
+    from minyi.tasks.kpis import LINEAGE_METRICS, explain_count
+    from minyi.tasks.runtime import load_runtime
+
+    if metric not in LINEAGE_METRICS:
+        from minyi.tasks.errors import InputError
+
+        raise InputError(f"METRIC {metric!r}: expected one of {', '.join(LINEAGE_METRICS)}")
+    day, now = _prepare(date, as_of)
+    rt = load_runtime()
+    business_date, instant = resolve_day(day, now, rt.tz)
+    with rt.engine.connect() as conn:
+        refs = explain_count(conn, unit_code, metric, business_date, instant)
+    for ref in refs:
+        typer.echo(ref)
+    typer.echo(f"{unit_code} {metric} = {len(refs)}")
+
+
 @app.command("resend")
 def resend_cmd(
     key: Annotated[

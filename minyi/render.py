@@ -140,4 +140,13 @@ def render_summary(summary: object) -> str:
         + ([render_followup(summary.followup)] if summary.followup else [])
         + ([render_supervision(summary.supervision)] if summary.supervision else [])
         + ([render_report(summary.report)] if summary.report else [])
+        + ([render_warnings(summary.warnings)] if summary.warnings else [])
     )
+
+
+def render_warnings(summary: object) -> str:
+    from minyi.flows.warnings import WarningsSummary
+
+    assert isinstance(summary, WarningsSummary)
+    kinds = ", ".join(f"{n} {k}" for k, n in summary.by_kind.items()) or "none"
+    return f"warnings {summary.business_date}: {summary.warnings} ({kinds}); {summary.posted} new posts; {summary.path}"

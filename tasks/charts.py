@@ -49,7 +49,7 @@ def render_assessment_chart(report: dict[str, Any], unit_names: dict[str, str]) 
     """PNG bytes of the chart for one assessment.json."""
     import matplotlib
 
-    from minyi.tasks.reports import fmt_rate
+    from minyi.tasks.reports import fmt_rate, fmt_score
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
@@ -79,8 +79,9 @@ def render_assessment_chart(report: dict[str, Any], unit_names: dict[str, str]) 
     ax.set_yticks(
         [n - 1 - row for row in range(len(units))],
         [
-            f"#{u['rank']} {unit_label(u['unit_code'], unit_names, font is not None)}"
+            f"{'#' + str(u['rank']) if u['ranked'] else 'unranked'} {unit_label(u['unit_code'], unit_names, font is not None)}"
             + ("" if u["meets_targets"] else "  ✗")
+            + f"\nreply {fmt_rate(u['reply_rate'])} · score {fmt_score(u['score'])}"
             for u in units
         ],
         fontsize=8,

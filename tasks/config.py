@@ -70,6 +70,29 @@ class TargetsConfig(_Strict):
     resolution: float = Field(0.7, ge=0, le=1)
 
 
+class WeightsConfig(_Strict):
+    """The points score's weights (SPEC §11): non-negative, with a positive sum."""
+
+    timely_response: float = Field(30, ge=0)
+    satisfaction: float = Field(40, ge=0)
+    resolution: float = Field(20, ge=0)
+    timely_completion: float = Field(10, ge=0)
+
+    @model_validator(mode="after")
+    def _positive_sum(self) -> WeightsConfig:
+        if self.timely_response + self.satisfaction + self.resolution + self.timely_completion <= 0:
+            raise ValueError("the weights must have a positive sum")
+        return self
+
+
+class AssessmentConfig(_Strict):
+    """Fair ranking (SPEC §7) and the points score (SPEC §11)."""
+
+    min_responses: int = Field(30, ge=0)
+    rank_by: Literal["targets", "score"] = "targets"
+    weights: WeightsConfig = WeightsConfig()
+
+
 class SmsConfig(_Strict):
     url: str = "http://127.0.0.1:8801"
     token_env: str = "MINYI_SMS_TOKEN"
@@ -166,6 +189,7 @@ class MinyiConfig(_Strict):
     clock: ClockConfig = ClockConfig()
     followup: FollowupConfig = FollowupConfig()
     targets: TargetsConfig = TargetsConfig()
+    assessment: AssessmentConfig = AssessmentConfig()
     sms: SmsConfig = SmsConfig()
     notify: NotifyConfig = NotifyConfig()
     slack: SlackConfig = SlackConfig()

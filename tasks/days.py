@@ -60,3 +60,19 @@ def date_range(start: date, end: date) -> list[date]:
     if end < start:
         raise InputError(f"--end {end} is before --start {start}")
     return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def month_end(month: str, what: str = "month") -> date:
+    """The last day of `YYYY-MM`, or an InputError naming the argument."""
+    try:
+        if len(month) != 7:
+            raise ValueError
+        first = date.fromisoformat(f"{month}-01")
+    except ValueError:
+        raise InputError(f"{what}: {month!r} is not YYYY-MM") from None
+    return (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+
+
+def previous_month_end(as_of: datetime, tz: ZoneInfo) -> date:
+    """The last day of the month before as_of's local month (the monthly assessment's default)."""
+    return local_date(as_of, tz).replace(day=1) - timedelta(days=1)

@@ -32,6 +32,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from minyi.schemas import expectations as ex
 from minyi.tasks import texts
+from minyi.tasks.csvsafe import csv_cell
 from minyi.tasks.days import start_of_day
 from minyi.tasks.masking import mask_text
 from minyi.tasks.outbox import Message, enqueue
@@ -227,11 +228,18 @@ def _cell(v: bool | None) -> str:
     return "" if v is None else str(v).lower()
 
 
+class _SafeDictWriter(csv.DictWriter):
+    """csv.DictWriter whose cells are formula-safe (SPEC §7, tasks.csvsafe)."""
+
+    def writerow(self, rowdict: dict[str, Any]) -> Any:
+        return super().writerow({k: csv_cell(v) for k, v in rowdict.items()})
+
+
 def quality_csv(summary: QualitySummary) -> str:
     """The CSV twin: one row per source, then one `store` row with the invariants."""
     buf = io.StringIO()
     columns = [*CSV_BASE_COLUMNS, *(o.name for o in summary.store.expectations)]
-    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    w = _SafeDictWriter(buf, fieldnames=columns, lineterminator="\n")
     w.writeheader()
     day = summary.business_date.isoformat()
     for s in summary.sources:

@@ -19,6 +19,8 @@ import csv
 import io
 import json
 import math
+import os
+import tempfile
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -30,6 +32,7 @@ from sqlalchemy.engine import Connection
 
 from minyi.schemas.types import UtcDateTime
 from minyi.tasks.config import MinyiConfig
+from minyi.tasks.csvsafe import csv_cell
 from minyi.tasks.days import start_of_day
 from minyi.tasks.kpis import METRICS, Period
 from minyi.tasks.masking import mask_name, mask_phone
@@ -62,6 +65,7 @@ ORDER_FIELDS = (
     "citizen",
     "phone",
 )
+LINEAGE_HEADER = ("unit_code", "metric", "source", "record_id")
 STATES = ("overdue", "due_today", "pending_calendar", "open", "closed")
 STATE_NAMES = {
     "overdue": "超期",
@@ -212,6 +216,7 @@ class ReportFiles:
     rectification_json: Path
     rectification_csv: Path
     chart: Path
+    lineage_csv: Path
 
 
 def report_paths(reports_dir: Path, business_date: date) -> ReportFiles:
@@ -227,6 +232,7 @@ def files_in(d: Path) -> ReportFiles:
         rectification_json=d / "rectification.json",
         rectification_csv=d / "rectification.csv",
         chart=d / "assessment.png",
+        lineage_csv=d / "lineage.csv",
     )
 
 
@@ -239,17 +245,53 @@ def _csv(header: list[str], rows: list[list[Any]]) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)
     for row in rows:
-        w.writerow(["" if v is None else str(v).lower() if isinstance(v, bool) else v for v in row])
+        w.writerow([csv_cell(v) for v in row])
     # a BOM so that Excel (what the duty office opens CSVs with) reads the Chinese as UTF-8
     return "\ufeff" + buf.getvalue()
 
 
 def assessment_csv(report: dict[str, Any]) -> str:
-    """One row per unit in rank order, then `overall` (no rank, no meets_targets)."""
-    header = ["unit_code", *METRICS, "meets_targets", "rank"]
-    rows = [[u["unit_code"], *(u[m] for m in METRICS), u["meets_targets"], u["rank"]] for u in report["units"]]
-    rows.append(["overall", *(report["overall"][m] for m in METRICS), None, None])
+    """One row per unit in table order, then `overall` (no rank, no meets_targets); rates exact, unrounded."""
+    header = ["unit_code", *METRICS, "meets_targets", "ranked", "rank"]
+    rows = [
+        [u["unit_code"], *(u[m] for m in METRICS), u["meets_targets"], u["ranked"], u["rank"]] for u in report["units"]
+    ]
+    rows.append(["overall", *(report["overall"][m] for m in METRICS), None, None, None])
     return _csv(header, rows)
+
+
+class LineageFile:
+    """lineage.csv (SPEC §12) beside assessment.json, written while the counts are read.
+
+    Use as the `lineage` sink of tasks.kpis.compute_assessment: the statement that counts also hands over the
+    records behind each count (`source,record_id` cells, formula-safe and quoted by the database), so every
+    count of assessment.json equals its number of lineage rows. Streamed to a temp file, renamed on success.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows = 0
+
+    def __enter__(self) -> LineageFile:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        self._fh = os.fdopen(fd, "w", encoding="utf-8", newline="")
+        self._fh.write("\ufeff" + ",".join(LINEAGE_HEADER) + "\n")  # a BOM, like every CSV minyi writes
+        return self
+
+    def __call__(self, unit_code: str, metric: str, refs: str) -> None:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="").writerow([csv_cell(unit_code), metric, ""])
+        prefix = buf.getvalue()  # `unit_code,metric,`: then each line's `source,record_id`
+        self._fh.write(prefix + refs.replace("\n", "\n" + prefix) + "\n")
+        self.rows += refs.count("\n") + 1
+
+    def __exit__(self, kind: object, *_: object) -> None:
+        self._fh.close()
+        if kind is None:
+            os.replace(self._tmp, self.path)
+        else:
+            Path(self._tmp).unlink(missing_ok=True)
 
 
 def rectification_csv(report: dict[str, Any]) -> str:

@@ -101,21 +101,33 @@ def rectification_messages(
     return messages
 
 
-def assessment_key_title(assessment: dict[str, Any], monthly: bool) -> tuple[str, str]:
-    """The outbox key and the title of the daily (month-to-date) or the monthly assessment summary."""
+def assessment_route(
+    assessment: dict[str, Any], centre: str, leadership: str, monthly: bool
+) -> tuple[str, str, list[str]]:
+    """(outbox key, title, channels) of an assessment summary: the daily (month-to-date) one to the centre;
+    the monthly one, for the monthly meeting, to the centre and leadership channels."""
     if monthly:
         month = assessment["period"]["start"][:7]
-        return f"assessment-month:{month}", f"民意110 月度考核 {month}"
-    return f"assessment:{assessment['business_date']}", f"民意110 考核（月度累计）{assessment['business_date']}"
+        return f"assessment-month:{month}", f"民意110 月度考核 {month}", [centre, leadership]
+    day = assessment["business_date"]
+    return f"assessment:{day}", f"民意110 考核（月度累计）{day}", [centre]
+
+
+def fmt_score(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
 
 
 def assessment_lines(report: dict[str, Any], unit_names: dict[str, str]) -> list[str]:
+    """One line per unit in table order; a unit under min_responses shows 不排名 instead of a rank."""
     from minyi.tasks.reports import fmt_rate
 
     return [
-        f"{u['rank']}. {unit_label(u['unit_code'], unit_names)} {'✅' if u['meets_targets'] else '❌'} "
-        f"满意率 {fmt_rate(u['satisfaction_rate'])} · 及时响应率 {fmt_rate(u['timely_response_rate'])} · "
-        f"解决率 {fmt_rate(u['resolution_rate'])}"
+        f"{str(u['rank']) + '.' if u['ranked'] else '·'} {unit_label(u['unit_code'], unit_names)} "
+        f"{'✅' if u['meets_targets'] else '❌'} "
+        f"满意率 {fmt_rate(u['satisfaction_rate'])}（回复率 {fmt_rate(u['reply_rate'])}） · "
+        f"及时响应率 {fmt_rate(u['timely_response_rate'])} · "
+        f"解决率 {fmt_rate(u['resolution_rate'])} · 积分 {fmt_score(u['score'])}"
+        + ("" if u["ranked"] else f"（有效评价 {u['responses']} 条，不足排名门槛，不排名）")
         for u in report["units"]
     ]
 
@@ -136,10 +148,11 @@ def assessment_messages(
     period = f"{report['period']['start']} 至 {report['period']['end']}"
     overall = (
         f"**全市** 记录 {o['records']} 条，回访短信 {o['followups_sent']} 条，有效评价 {o['responses']} 条\n"
-        f"满意率 {fmt_rate(o['satisfaction_rate'])}（目标 {fmt_rate(t['satisfaction'])}） · "
+        f"满意率 {fmt_rate(o['satisfaction_rate'])}（目标 {fmt_rate(t['satisfaction'])}，"
+        f"回复率 {fmt_rate(o['reply_rate'])}） · "
         f"及时响应率 {fmt_rate(o['timely_response_rate'])}（目标 {fmt_rate(t['timely_response'])}） · "
         f"解决率 {fmt_rate(o['resolution_rate'])}（目标 {fmt_rate(t['resolution'])}） · "
-        f"按时办结率 {fmt_rate(o['timely_completion_rate'])}"
+        f"按时办结率 {fmt_rate(o['timely_completion_rate'])} · 积分 {fmt_score(o['score'])}"
     )
     ranking = assessment_lines(report, unit_names)
     missed = sum(1 for u in report["units"] if not u["meets_targets"])
@@ -286,3 +299,27 @@ def verification_message_id(source: str, record_id: str, k: int) -> str:
 def verification_sms(signature: str, unit_name: str) -> str:
     """The verification call-back SMS (复核回访)."""
     return f"【{signature}】您好，您反映的问题，{unit_name}已反馈整改完毕。回复1确认已解决，2未解决。回复TD退订。"
+
+
+# --- early warnings (SPEC §10) ---
+# Outbox keys: one warning, one post, whatever the re-runs.
+WARNING_KEYS = {
+    "repeat_dissatisfied": "repeat:{pseudonym}:{first_date}",
+    "unit_decline": "decline:{unit_code}:{business_date}",
+    "overdue_cluster": "cluster:{unit_code}:{business_date}",
+}
+WARNING_TITLES = {
+    "repeat_dissatisfied": "【预警·重复不满意】",
+    "unit_decline": "【预警·满意率下滑】",
+    "overdue_cluster": "【预警·超期扎堆】",
+}
+REPEAT_DISSATISFIED_TEXT = (
+    "{title}号码 {phone} 近30天内 {n} 次回访评价不满意：{records}。涉及单位：{units}。"
+    "请中心提前回访、协调处置（未诉先办）。"
+)
+UNIT_DECLINE_TEXT = (
+    "{title}{unit} 近7个业务日满意率 {recent_rate}（有效评价 {recent_responses} 条），"
+    "此前28个业务日 {baseline_rate}（{baseline_responses} 条），下降 {points} 个百分点。请关注整改。"
+)
+OVERDUE_CLUSTER_TEXT = "{title}{unit} 现有 {n} 件督办单超期未办结：{orders}。请中心督促。"
+WARNINGS_NONE = "今日无预警。"

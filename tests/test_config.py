@@ -59,3 +59,40 @@ def test_duplicate_source_names_are_refused() -> None:
 
 def test_an_empty_send_window_is_refused() -> None:
     assert "send_from" in error_of(GOOD + "\n[followup]\nsend_from = 21:00:00\nsend_until = 09:00:00\n")
+
+
+def test_assessment_defaults_rank_by_targets_from_30_responses_with_the_published_weights() -> None:
+    a = parse_config(GOOD).assessment
+    assert (a.min_responses, a.rank_by) == (30, "targets")
+    assert a.weights.model_dump() == {
+        "timely_response": 30,
+        "satisfaction": 40,
+        "resolution": 20,
+        "timely_completion": 10,
+    }
+
+
+def test_the_spec_example_assessment_table_is_accepted() -> None:
+    section = {
+        "min_responses": 10,
+        "rank_by": "score",
+        "weights": {"timely_response": 30, "satisfaction": 40, "resolution": 20, "timely_completion": 10},
+    }
+    a = parse_config(config_toml(sections={"assessment": section})).assessment
+    assert (a.min_responses, a.rank_by, a.weights.satisfaction) == (10, "score", 40)
+
+
+def test_a_negative_weight_is_a_config_error_naming_it() -> None:
+    text = config_toml(sections={"assessment": {"weights": {"satisfaction": -1}}})
+    assert "assessment.weights.satisfaction" in error_of(text)
+
+
+def test_weights_summing_to_zero_are_a_config_error_naming_the_weights() -> None:
+    zero = {"timely_response": 0, "satisfaction": 0, "resolution": 0, "timely_completion": 0}
+    message = error_of(config_toml(sections={"assessment": {"weights": zero}}))
+    assert "assessment.weights" in message and "positive sum" in message
+
+
+def test_an_unknown_weight_or_rank_by_is_a_config_error_naming_it() -> None:
+    assert "assessment.weights.speed" in error_of(config_toml(sections={"assessment": {"weights": {"speed": 1}}}))
+    assert "assessment.rank_by" in error_of(config_toml(sections={"assessment": {"rank_by": "points"}}))

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 from datetime import date
+from fractions import Fraction
 
 import pytest
 
-from minyi.tasks.config import TargetsConfig
-from minyi.tasks.kpis import assessment, compute_assessment, meets_targets, metrics
+from minyi.tasks.config import AssessmentConfig, TargetsConfig, WeightsConfig
+from minyi.tasks.kpis import assessment, compute_assessment, meets_targets, metrics, score
 from tests.month import AS_OF, BUSINESS_DATE, A, B, C, D, build_month
 from tests.support import TZ, Env
 
 TARGETS = TargetsConfig(timely_response=1.0, satisfaction=0.8, resolution=0.7)
+# A and B have 5 responses each (ranked), C 0 and D 3 (listed, not ranked)
+RANK_AT_5 = AssessmentConfig(min_responses=5)
 
 
 def r(num: int, den: int) -> float:
-    return round(num / den, 4)
+    """An exact rate as assessment.json writes it: the float of the fraction, unrounded."""
+    return float(Fraction(num, den))
 
 
 def M(**values: object) -> dict[str, object]:
@@ -28,6 +32,7 @@ def M(**values: object) -> dict[str, object]:
         "basically_satisfied": 0,
         "dissatisfied": 0,
         "satisfaction_rate": None,
+        "reply_rate": None,
         "orders_opened": 0,
         "orders_due_response": 0,
         "responded_on_time": 0,
@@ -39,6 +44,7 @@ def M(**values: object) -> dict[str, object]:
         "completed_on_time": 0,
         "timely_completion_rate": None,
         **dict.fromkeys(("excluded", "returned", "reassigned_in", "extensions_approved", "reopened", "backdated"), 0),
+        "score": None,
     }
     base.update(values)
     return base
@@ -65,6 +71,9 @@ UNIT_A = M(
     orders_due_completion=1,
     completed_on_time=1,
     timely_completion_rate=r(1, 1),
+    reply_rate=r(5, 5),
+    # 100 × (30·1 + 40·0.6 + 20·1 + 10·1) / (30 + 40 + 20 + 10)
+    score=84.0,
 )
 # Unit B: 5 records in the period (the 21st is after the business date); (3+1)/5 = 0.8 exactly.
 # o3 responded 12th < 14th; not closed and its completion clock ran out on the 18th.
@@ -83,6 +92,9 @@ UNIT_B = M(
     orders_due_completion=1,
     completed_on_time=0,
     timely_completion_rate=r(0, 1),
+    reply_rate=r(5, 5),
+    # resolution is null (no order closed): its weight drops out. 100 × (30·1 + 40·0.8 + 10·0) / (30 + 40 + 10)
+    score=77.5,
 )
 # Unit C: 2 records, nobody reached: every rate null.
 UNIT_C = M(records=2)
@@ -99,6 +111,10 @@ UNIT_D = M(
     orders_due_response=1,
     responded_on_time=0,
     timely_response_rate=r(0, 1),
+    # a visit answer counts as a response without an SMS: 3 responses to 2 SMS
+    reply_rate=r(3, 2),
+    # 100 × (30·0 + 40·(1/3)) / (30 + 40) = 19.0476… -> 19.05
+    score=19.05,
 )
 OVERALL = M(
     records=6 + 5 + 2 + 3,
@@ -118,6 +134,9 @@ OVERALL = M(
     orders_due_completion=1 + 1,
     completed_on_time=1,
     timely_completion_rate=r(1, 2),
+    reply_rate=r(13, 12),
+    # 100 × (30·(2/3) + 40·(8/13) + 20·1 + 10·(1/2)) / 100 = 69.615… -> 69.62
+    score=69.62,
 )
 
 
@@ -125,7 +144,7 @@ OVERALL = M(
 def report(env: Env) -> dict:
     build_month(env.engine)
     with env.engine.connect() as conn:
-        return compute_assessment(conn, BUSINESS_DATE, AS_OF, TZ, TARGETS)
+        return compute_assessment(conn, BUSINESS_DATE, AS_OF, TZ, TARGETS, RANK_AT_5)
 
 
 def unit(report: dict, code: str) -> dict:
@@ -161,12 +180,89 @@ def test_meets_targets_passes_on_exactly_the_target_and_on_null_rates(report: di
     assert unit(report, D)["meets_targets"] is False  # timely response 0 < 1.0
 
 
-def test_rank_puts_units_meeting_targets_first_then_satisfaction_descending_null_last(report: dict) -> None:
-    assert [(u["unit_code"], u["rank"]) for u in report["units"]] == [(B, 1), (C, 2), (A, 3), (D, 4)]
+def test_rank_puts_units_meeting_targets_first_then_satisfaction_descending_null_last() -> None:
+    counts = {
+        "U1": {"responses": 5, "satisfied": 3},  # misses satisfaction
+        "U2": {"responses": 5, "satisfied": 4},  # meets at 0.8
+        "U3": {"records": 2},  # nothing to judge: meets, satisfaction null
+    }
+    report = assessment(BUSINESS_DATE, AS_OF, TZ, TARGETS, counts, AssessmentConfig(min_responses=0))
+    assert [(u["unit_code"], u["rank"]) for u in report["units"]] == [("U2", 1), ("U3", 2), ("U1", 3)]
+
+
+def test_units_under_min_responses_are_listed_after_every_ranked_unit_without_a_rank(report: dict) -> None:
+    # A (5 responses, misses satisfaction) still ranks above C (0) and D (3), which meet or not
+    table = [(u["unit_code"], u["ranked"], u["rank"]) for u in report["units"]]
+    assert table == [(B, True, 1), (A, True, 2), (C, False, None), (D, False, None)]
+
+
+def test_a_unit_with_one_happy_citizen_does_not_top_the_table() -> None:
+    counts = {
+        "U-ONE": {"records": 1, "followups_sent": 1, "responses": 1, "satisfied": 1},
+        "U-MANY": {"records": 40, "followups_sent": 40, "responses": 30, "satisfied": 25, "dissatisfied": 5},
+    }
+    report = assessment(BUSINESS_DATE, AS_OF, TZ, TARGETS, counts, AssessmentConfig(min_responses=30))
+    assert [(u["unit_code"], u["rank"]) for u in report["units"]] == [("U-MANY", 1), ("U-ONE", None)]
+
+
+def test_min_responses_is_reached_at_exactly_the_threshold() -> None:
+    counts = {"AT": {"responses": 30, "satisfied": 30}, "BELOW": {"responses": 29, "satisfied": 29}}
+    report = assessment(BUSINESS_DATE, AS_OF, TZ, TARGETS, counts, AssessmentConfig(min_responses=30))
+    assert {u["unit_code"]: u["ranked"] for u in report["units"]} == {"AT": True, "BELOW": False}
+
+
+def test_rank_by_score_orders_ranked_units_by_score_descending_then_unit_code(report: dict, env: Env) -> None:
+    cfg = AssessmentConfig(min_responses=3, rank_by="score")
+    with env.engine.connect() as conn:
+        by_score = compute_assessment(conn, BUSINESS_DATE, AS_OF, TZ, TARGETS, cfg)
+    # A 84.0 > B 77.5 > D 19.05 (ranked at 3 responses); C has no score and 0 responses: listed last
+    table = [(u["unit_code"], u["score"], u["rank"]) for u in by_score["units"]]
+    assert table == [(A, 84.0, 1), (B, 77.5, 2), (D, 19.05, 3), (C, None, None)]
+
+
+def test_rank_by_score_puts_a_null_score_last_and_breaks_ties_by_unit_code() -> None:
+    counts = {"U3": {"responses": 2, "satisfied": 2}, "U1": {"records": 1}, "U2": {"responses": 2, "satisfied": 2}}
+    cfg = AssessmentConfig(min_responses=0, rank_by="score")
+    report = assessment(BUSINESS_DATE, AS_OF, TZ, TARGETS, counts, cfg)
+    assert [u["unit_code"] for u in report["units"]] == ["U2", "U3", "U1"]
+
+
+def test_score_weighs_the_four_rates_and_drops_a_null_rate_out_of_the_weights() -> None:
+    weights = WeightsConfig(timely_response=30, satisfaction=40, resolution=20, timely_completion=10)
+    rates = {
+        "timely_response_rate": Fraction(9, 10),
+        "satisfaction_rate": Fraction(3, 4),
+        "resolution_rate": None,
+        "timely_completion_rate": Fraction(1, 2),
+    }
+    # 100 × (30·0.9 + 40·0.75 + 10·0.5) / (30 + 40 + 10) = 100 × 62 / 80
+    assert score(rates, weights) == 77.5
+
+
+def test_score_rounds_half_up_to_two_decimals() -> None:
+    weights = WeightsConfig(timely_response=1, satisfaction=0, resolution=0, timely_completion=0)
+    assert score({"timely_response_rate": Fraction(12345, 1_000_000)}, weights) == 1.23  # 1.2345 -> 1.23
+    assert score({"timely_response_rate": Fraction(12355, 1_000_000)}, weights) == 1.24  # 1.2355 -> 1.24
+    assert score({"timely_response_rate": Fraction(1, 800)}, weights) == 0.13  # 0.125 -> 0.13, not 0.12 (half even)
+
+
+def test_score_is_null_when_every_rate_is_null() -> None:
+    assert score(dict.fromkeys(("timely_response_rate", "satisfaction_rate"), None), WeightsConfig()) is None
+
+
+def test_reply_rate_is_responses_over_followups_sent() -> None:
+    assert metrics({"followups_sent": 8, "responses": 6})["reply_rate"] == 0.75
+    assert metrics({"responses": 1})["reply_rate"] is None
+
+
+def test_rates_are_the_exact_ratio_unrounded() -> None:
+    counts = {"responses": 100_000, "satisfied": 79_996}
+    assert metrics(counts)["satisfaction_rate"] == 0.79996
+    assert meets_targets(counts, TARGETS) is False
 
 
 def test_unit_entries_have_exactly_the_documented_keys(report: dict) -> None:
-    assert list(unit(report, A)) == ["unit_code", *UNIT_A, "meets_targets", "rank"]
+    assert list(unit(report, A)) == ["unit_code", *UNIT_A, "meets_targets", "ranked", "rank"]
     assert list(report) == ["business_date", "as_of", "period", "targets", "overall", "units"]
 
 
@@ -200,13 +296,14 @@ def test_a_stage_done_exactly_at_its_due_instant_is_late(env: Env) -> None:
     assert (got["orders_due_completion"], got["completed_on_time"], got["resolution_rate"]) == (1, 1, 0.0)
 
 
-def test_a_rate_just_below_target_fails_even_if_it_rounds_up_to_it() -> None:
-    counts = {"responses": 100_000, "satisfied": 79_999}  # 0.79999 -> 0.8 rounded
-    assert metrics(counts)["satisfaction_rate"] == 0.8
+def test_a_rate_just_below_target_fails_and_is_never_written_as_the_target() -> None:
+    counts = {"responses": 100_000, "satisfied": 79_999}
+    assert metrics(counts)["satisfaction_rate"] == 0.79999
     assert meets_targets(counts, TARGETS) is False
 
 
 def test_ranking_breaks_ties_by_unit_code() -> None:
     same = {"responses": 2, "satisfied": 2}
-    report = assessment(BUSINESS_DATE, AS_OF, TZ, TARGETS, {"U2": dict(same), "U1": dict(same)})
+    cfg = AssessmentConfig(min_responses=0)
+    report = assessment(BUSINESS_DATE, AS_OF, TZ, TARGETS, {"U2": dict(same), "U1": dict(same)}, cfg)
     assert [u["unit_code"] for u in report["units"]] == ["U1", "U2"]

@@ -28,7 +28,10 @@ def slack() -> Iterator[SlackApiServer]:
 def use_slack(env: Env, slack: SlackApiServer) -> None:
     env.monkeypatch.setenv("MINYI_TEST_SLACK_TOKEN", TOKEN)
     section = {"api_url": slack.api_url, "token_env": "MINYI_TEST_SLACK_TOKEN", "backoff_seconds": 0.01}
-    env.write_config(config_toml(sections={"notify": {"delivery": "slack"}, "slack": section}))
+    # A and B (5 responses each) are ranked, C (0) and D (3) listed after them without a rank
+    env.write_config(
+        config_toml(sections={"notify": {"delivery": "slack"}, "slack": section, "assessment": {"min_responses": 5}})
+    )
 
 
 def run_report(as_of=AS_OF) -> object:
@@ -51,10 +54,14 @@ def reported(env: Env, slack: SlackApiServer, prefect_harness: None) -> object:
 def test_the_report_writes_both_reports_their_csv_twins_and_a_chart(env: Env, reported: object) -> None:
     d = day_dir(env)
     assessment = json.loads((d / "assessment.json").read_text(encoding="utf-8"))
-    assert [u["unit_code"] for u in assessment["units"]] == [B, "QD-CGS", A, D]
+    assert [u["unit_code"] for u in assessment["units"]] == [B, A, "QD-CGS", D]
     rows = list(csv.DictReader((d / "assessment.csv").read_text(encoding="utf-8-sig").splitlines()))
-    assert [r["unit_code"] for r in rows] == [B, "QD-CGS", A, D, "overall"]
+    assert [r["unit_code"] for r in rows] == [B, A, "QD-CGS", D, "overall"]
     assert rows[-1]["records"] == "16" and rows[0]["satisfaction_rate"] == "0.8"
+    ranks = [("true", "1"), ("true", "2"), ("false", ""), ("false", ""), ("", "")]  # the last: overall
+    assert [(r["ranked"], r["rank"]) for r in rows] == ranks
+    assert rows[-1]["satisfaction_rate"] == repr(8 / 13) and rows[-1]["reply_rate"] == repr(13 / 12)
+    assert (d / "lineage.csv").exists()
     assert (d / "assessment.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rect_rows = list(csv.DictReader((d / "rectification.csv").read_text(encoding="utf-8-sig").splitlines()))
     assert len(rect_rows) == len(json.loads((d / "rectification.json").read_text(encoding="utf-8"))["orders"])
@@ -110,7 +117,9 @@ def test_the_centre_gets_the_rectification_summary_with_overdue_orders_in_its_th
 def test_the_centre_gets_the_assessment_summary_and_the_chart(slack: SlackApiServer, reported: object) -> None:
     top = slack.posts_in("C0CENTER", top_level=True)
     (summary,) = [p for p in top if p.text.startswith("民意110 考核") and not p.file_id]
-    assert "1. 市北分局台东派出所（QD-SB-PS01） ✅" in summary.text
+    assert "1. 市北分局台东派出所（QD-SB-PS01） ✅ 满意率 80.0%（回复率 100.0%）" in summary.text
+    assert "积分 77.50" in summary.text
+    assert "· QD-XX-UNKNOWN（未配置单位） ❌" in summary.text and "不足排名门槛，不排名" in summary.text
     (chart,) = [p for p in top if p.file_id]
     assert chart.file_bytes[:8] == b"\x89PNG\r\n\x1a\n"
 
