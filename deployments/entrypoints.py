@@ -66,12 +66,26 @@ def _placeholder(spec: DeploymentSpec) -> Flow[Any, Any]:
 
 
 def resolve(spec: DeploymentSpec) -> Flow[Any, Any]:
-    """The flow a deployment runs, or its placeholder when no module defines it."""
+    """The flow a deployment runs (as its operator form, deployments/forms.py), or its placeholder."""
+    return _resolve(spec.name)
+
+
+@cache
+def _resolve(name: str) -> Flow[Any, Any]:
+    from minyi.deployments.forms import form_flow
+    from minyi.deployments.registry import spec as spec_named
+
+    spec = spec_named(name)
     flows = discovered()
     for name in spec.flow_names:
         if name in flows:
-            return flows[name]
+            return form_flow(flows[name], spec.attr, spec.title)
     return _placeholder(spec)
+
+
+def stage_of(candidate: Flow[Any, Any]) -> Flow[Any, Any]:
+    """The stage's own flow behind a form flow (the flow itself for a placeholder)."""
+    return getattr(candidate, "_minyi_form_of", candidate)
 
 
 def pending() -> list[str]:

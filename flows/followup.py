@@ -202,4 +202,7 @@ def record_visit_flow(
     when = parse_instant(at, "at") if isinstance(at, str) else at
     result = record_visit(rt.engine, record, outcome, note, when, real_now())
     get_run_logger().info("visit %s: %s (satisfaction now %s)", record, outcome, result.satisfaction)
+    from minyi.tasks.callback_queue import publish_callback_queue
+
+    publish_callback_queue(rt.engine, rt.tz)  # the queue artifact no longer lists a visit just made
     return result

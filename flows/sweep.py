@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from prefect import flow
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from minyi.flows.deliver import Delivery, deliver_outbox
@@ -22,6 +23,7 @@ from minyi.flows.followup import (
     tell_centre_of_gateway_failure,
 )
 from minyi.flows.supervise import SuperviseSummary, supervise
+from minyi.tasks.callback_queue import publish_callback_queue
 from minyi.tasks.days import resolve_day
 from minyi.tasks.replies import ReplySummary
 from minyi.tasks.runtime import load_runtime
@@ -36,6 +38,13 @@ class SweepSummary(BaseModel):
     sms: FlushSummary
     supervision: SuperviseSummary | None = None
     delivery: Delivery | None = None
+
+
+@task(name="publish-callback-queue", cache_policy=NO_CACHE)
+def publish_callback_queue_task() -> int:
+    """The call-back queue (回访队列) as the `callback-queue` table artifact, contacts masked."""
+    rt = load_runtime()
+    return publish_callback_queue(rt.engine, rt.tz)
 
 
 @flow(name="sweep", flow_run_name="sweep-{as_of}")
@@ -54,6 +63,7 @@ def sweep(as_of: datetime | None = None) -> SweepSummary:
     sms = send_sms_task(now)
     tell_centre_of_gateway_failure(rt, now, replies.error, sms.error)
     delivery = deliver_outbox(now)  # SPEC §7: whatever the outbox holds (escalations, retries of failed posts)
+    publish_callback_queue_task()  # the operator copies a ref from it into the record-visit form
     return SweepSummary(
         as_of=now,
         replies=replies,
