@@ -162,6 +162,11 @@ def form_flow(target: Flow[Any, Any], attr: str, title: str = "") -> Flow[Any, A
         flow_run_name=target.flow_run_name,
         description=description,
         validate_parameters=True,
+        # e.g. the daily loop's and the sweep's run recorders (flows/run_hooks.py)
+        on_completion=target.on_completion_hooks,
+        on_failure=target.on_failure_hooks,
+        on_cancellation=target.on_cancellation_hooks,
+        on_crashed=target.on_crashed_hooks,
     )(run_form)
     made._minyi_form_of = target  # type: ignore[attr-defined]
     return made

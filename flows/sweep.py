@@ -22,6 +22,7 @@ from minyi.flows.followup import (
     send_sms_task,
     tell_centre_of_gateway_failure,
 )
+from minyi.flows.run_hooks import hooks
 from minyi.flows.supervise import SuperviseSummary, supervise
 from minyi.tasks.callback_queue import publish_callback_queue
 from minyi.tasks.days import resolve_day
@@ -47,7 +48,7 @@ def publish_callback_queue_task() -> int:
     return publish_callback_queue(rt.engine, rt.tz)
 
 
-@flow(name="sweep", flow_run_name="sweep-{as_of}")
+@flow(name="sweep", flow_run_name="sweep-{as_of}", **hooks("sweep"))
 def sweep(as_of: datetime | None = None) -> SweepSummary:
     """Ingest replies, queue visits that fell due, run supervision, flush the SMS outbox.
 
