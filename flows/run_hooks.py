@@ -19,6 +19,22 @@ def _value(params: dict[str, Any], name: str) -> Any:
     return v.default if hasattr(v, "json_schema_extra") else v  # a form field's unresolved default
 
 
+def describe(result: Any) -> str | None:
+    """One line for the status screen from a loop's or a sweep's summary."""
+    parts: list[str] = []
+    followup = getattr(result, "followup", None)
+    sms = getattr(result, "sms", None) or getattr(followup, "sms", None)
+    replies = getattr(result, "replies", None) or getattr(followup, "replies", None)
+    supervision = getattr(result, "supervision", None)
+    if sms is not None:
+        parts.append(f"sms sent {sms.sent}, queued {sms.queued}")
+    if replies is not None:
+        parts.append(f"replies {replies.new}")
+    if supervision is not None:
+        parts.append(f"orders opened {supervision.opened}, escalations {sum(supervision.escalations.values())}")
+    return "; ".join(parts) or None
+
+
 def record_finished(kind: str) -> Any:
     """A Prefect flow-run state hook recording a finished run of `kind` (daily-loop | sweep)."""
 
@@ -39,7 +55,7 @@ def record_finished(kind: str) -> Any:
                 as_of = parse_instant(as_of, "as_of")
             finished = now()
             outcome = state.type.value.lower() if hasattr(state.type, "value") else str(state.type).lower()
-            detail = state.message or (None if result is None else type(result).__name__)
+            detail = (describe(result) if result is not None else None) or state.message
             record_run(
                 rt.engine,
                 kind,
