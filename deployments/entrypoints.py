@@ -46,12 +46,26 @@ def discovered() -> dict[str, Flow[Any, Any]]:
 
 
 def resolve(spec: DeploymentSpec) -> Flow[Any, Any]:
-    """The flow a deployment runs; FlowNotInstalled (one line) when no module of minyi.flows defines it."""
+    """The flow a deployment runs, as its operator form (deployments/forms.py); FlowNotInstalled (one line)
+    when no module of minyi.flows defines it."""
+    return _resolve(spec.name, spec.flow_names, spec.attr, spec.title)
+
+
+@cache
+def _resolve(deployment: str, flow_names: tuple[str, ...], attr: str, title: str) -> Flow[Any, Any]:
+    """One form flow per deployment and process (Prefect registers a flow by its function)."""
+    from minyi.deployments.forms import form_flow
+
     flows = discovered()
-    for name in spec.flow_names:
+    for name in flow_names:
         if name in flows:
-            return flows[name]
-    raise FlowNotInstalled(f"deployment {spec.name!r}: no flow named {' or '.join(map(repr, spec.flow_names))}")
+            return form_flow(flows[name], attr, title)
+    raise FlowNotInstalled(f"deployment {deployment!r}: no flow named {' or '.join(map(repr, flow_names))}")
+
+
+def stage_of(candidate: Flow[Any, Any]) -> Flow[Any, Any]:
+    """The stage's own flow behind a form flow."""
+    return getattr(candidate, "_minyi_form_of", candidate)
 
 
 def __getattr__(attr: str) -> Flow[Any, Any]:

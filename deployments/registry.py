@@ -28,6 +28,8 @@ class DeploymentSpec:
     cron: str | None = None
     tags: tuple[str, ...] = ()
     parameters: dict[str, object] = field(default_factory=dict)
+    title: str = ""
+    """Chinese name shown first in the deployment's description, e.g. 记录回访 (the flow's docstring follows)."""
 
     @property
     def attr(self) -> str:
@@ -41,24 +43,30 @@ class DeploymentSpec:
 
 SPECS: tuple[DeploymentSpec, ...] = (
     # scheduled (SPEC §9)
-    DeploymentSpec("daily-loop", ("daily-loop",), cron="0 9 * * *", tags=("scheduled",)),
-    DeploymentSpec("sweep", ("sweep",), cron="15 9-21 * * *", tags=("scheduled",)),
-    DeploymentSpec("monthly-assessment", ("monthly-assessment", "assessment"), cron="0 10 1 * *", tags=("scheduled",)),
+    DeploymentSpec("daily-loop", ("daily-loop",), cron="0 9 * * *", tags=("scheduled",), title="每日闭环"),
+    DeploymentSpec("sweep", ("sweep",), cron="15 9-21 * * *", tags=("scheduled",), title="每小时巡检"),
+    DeploymentSpec(
+        "monthly-assessment",
+        ("monthly-assessment", "assessment"),
+        cron="0 10 1 * *",
+        tags=("scheduled",),
+        title="月度考核",
+    ),
     # PIPL retention: de-identify what is older than retention_days, nightly, away from the day's work
-    DeploymentSpec("retention", ("retention",), cron="30 3 * * *", tags=("scheduled",)),
+    DeploymentSpec("retention", ("retention",), cron="30 3 * * *", tags=("scheduled",), title="数据去标识化"),
     # operator flows: unscheduled, typed forms in the UI
-    DeploymentSpec("backfill", ("backfill",), tags=("operator",)),
-    DeploymentSpec("record-visit", ("record-visit",), tags=("operator",)),
-    DeploymentSpec("report-order", ("report-order",), tags=("operator",)),
-    DeploymentSpec("resend", ("resend",), tags=("operator",)),
+    DeploymentSpec("backfill", ("backfill",), tags=("operator",), title="补跑"),
+    DeploymentSpec("record-visit", ("record-visit",), tags=("operator",), title="记录回访"),
+    DeploymentSpec("report-order", ("report-order",), tags=("operator",), title="督办单反馈"),
+    DeploymentSpec("resend", ("resend",), tags=("operator",), title="重发消息"),
     # SPEC §12: the records behind one unit's count, as a table artifact
-    DeploymentSpec("explain", ("explain",), tags=("operator",)),
+    DeploymentSpec("explain", ("explain",), tags=("operator",), title="指标溯源"),
     # each stage of the loop alone (SPEC §1), e.g. quality with force=true to release a held gate (SPEC §8)
-    DeploymentSpec("ingest", ("ingest",), tags=("stage",)),
-    DeploymentSpec("quality", ("quality",), tags=("stage",)),
-    DeploymentSpec("followup", ("followup",), tags=("stage",)),
-    DeploymentSpec("supervise", ("supervise",), tags=("stage",)),
-    DeploymentSpec("report", ("report",), tags=("stage",)),
+    DeploymentSpec("ingest", ("ingest",), tags=("stage",), title="数据接入"),
+    DeploymentSpec("quality", ("quality",), tags=("stage",), title="数据质量"),
+    DeploymentSpec("followup", ("followup",), tags=("stage",), title="短信回访"),
+    DeploymentSpec("supervise", ("supervise",), tags=("stage",), title="督办"),
+    DeploymentSpec("report", ("report",), tags=("stage",), title="报表"),
 )
 
 

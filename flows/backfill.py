@@ -10,6 +10,7 @@ date that is running elsewhere is reported, not done twice.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 
 from prefect import flow, get_run_logger
@@ -21,6 +22,8 @@ from minyi.tasks.days import date_range, now
 from minyi.tasks.errors import InputError
 
 MAX_DAYS = 366
+# Set by `minyi backfill` in its own process for its progress bar: called with each date once it is done.
+on_date_done: Callable[[date], None] | None = None
 
 
 class BackfillSummary(BaseModel):
@@ -53,6 +56,8 @@ def backfill(start: date, end: date, as_of: datetime | None = None) -> BackfillS
     busy: list[date] = []
     for day in days:
         state = daily_loop(business_date=day, as_of=instant, return_state=True)
+        if on_date_done is not None:
+            on_date_done(day)
         if state.is_cancelled():
             log.warning("backfill: %s skipped: %s", day, state.message)
             busy.append(day)

@@ -27,6 +27,7 @@ from minyi.flows.ingest import ingest_stage
 from minyi.flows.naming import by_business_date
 from minyi.flows.quality import quality_stage
 from minyi.flows.report import ReportSummary, report_stage
+from minyi.flows.run_hooks import hooks
 from minyi.flows.supervise import SuperviseSummary, supervise_stage
 from minyi.flows.warnings import WarningsSummary, warnings_stage
 from minyi.tasks.days import resolve_day
@@ -77,7 +78,7 @@ def alongside(stage: _StageClock, name: str, fn: Callable[..., T], *args: Any) -
             wait([future])  # never leave the stage running past the loop, whatever happened here
 
 
-@flow(name="daily-loop", flow_run_name=by_business_date("daily-loop"))
+@flow(name="daily-loop", flow_run_name=by_business_date("daily-loop"), **hooks("daily-loop"))
 def daily_loop(business_date: date | None = None, as_of: datetime | None = None) -> LoopSummary | State:
     """Run the whole closed loop for one business date (yesterday by default), evaluated at `as_of` (now by default).
 

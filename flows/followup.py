@@ -206,4 +206,7 @@ def record_visit_flow(
     when = parse_instant(at, "at") if at else None
     result = record_visit(rt.engine, record, outcome, note or None, when, recorded, by=by or None)
     get_run_logger().info("visit %s: %s (satisfaction now %s)", record, outcome, result.satisfaction)
+    from minyi.tasks.callback_queue import publish_callback_queue
+
+    publish_callback_queue(rt.engine, rt.tz)  # the queue artifact no longer lists a visit just made
     return result

@@ -106,9 +106,23 @@ def backfill(
     first, last = parse_date(start, "--start"), parse_date(end, "--end")
     date_range(first, last)  # an inverted range is refused before Prefect starts
     _, now = _prepare(None, as_of)
-    from minyi.flows.backfill import backfill as backfill_flow
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    for summary in backfill_flow(start=first, end=last, as_of=now).days:
+    import minyi.flows.backfill as backfill_module
+
+    dates = date_range(first, last)
+    # On stderr, and only on a terminal: a pipe or a log file gets the summaries alone.
+    console = Console(stderr=True)
+    columns = (TextColumn("backfill {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, disable=not console.is_terminal, transient=True) as progress:
+        bar = progress.add_task(f"{first} … {last}", total=len(dates))
+        backfill_module.on_date_done = lambda day: progress.update(bar, advance=1, description=f"{day} done")
+        try:
+            result = backfill_module.backfill(start=first, end=last, as_of=now)
+        finally:
+            backfill_module.on_date_done = None
+    for summary in result.days:
         typer.echo(render_summary(summary))
 
 
@@ -410,18 +424,37 @@ def retention_cmd(as_of: AsOfOpt = None) -> None:
     )
 
 
+@app.command("status")
+def status_cmd(as_of: AsOfOpt = None) -> None:
+    """One screen for the duty officer: last runs, SMS waiting, visits due, orders per unit, warnings, calendar."""
+    from pathlib import Path
+
+    from minyi.render import render_status
+    from minyi.tasks.config import Settings
+    from minyi.tasks.days import now, parse_instant
+    from minyi.tasks.reports import unit_directory
+    from minyi.tasks.runtime import load_runtime
+    from minyi.tasks.status import collect_status
+
+    instant = parse_instant(as_of) if as_of else now()
+    rt = load_runtime()
+    names, _ = unit_directory(rt.config)
+    status = collect_status(rt.engine, instant, rt.tz, names, Path(Settings().reports_dir))
+    typer.echo(render_status(status, rt.tz))
+
+
 @app.command("demo")
 def demo(
-    date: DateOpt = None,
-    as_of: Annotated[
-        str | None, typer.Option("--as-of", help="Default: today 09:05 local, inside the SMS send window.")
+    date: Annotated[
+        str | None, typer.Option("--date", help="First business date YYYY-MM-DD (default: 2026-11-02).")
     ] = None,
-    records: Annotated[int, typer.Option("--records", min=10, help="Records in the synthetic city's day.")] = 2000,
+    days: Annotated[int, typer.Option("--days", min=1, help="Business dates to simulate (working days).")] = 10,
+    records: Annotated[int, typer.Option("--records", min=10, help="Records in the synthetic city's day.")] = 300,
 ) -> None:
-    """A synthetic city, served on loopback, run through the loop end to end on the embedded default."""
+    """A month in a synthetic city on loopback: daily loops, sweeps, replies, visits, unit reports, escalations."""
     from minyi.demo import run_demo
 
-    run_demo(date, as_of, records)
+    run_demo(date, days, records)
 
 
 _USAGE_ERRORS = {"NoSuchOption", "BadParameter", "MissingParameter", "UsageError", "BadOptionUsage", "BadArgumentUsage"}

@@ -1,13 +1,34 @@
-"""`minyi demo`: the synthetic city served on loopback and run through the daily loop.
+"""`minyi demo`: a month in a synthetic city, told in two weeks of business dates (SPEC §9).
 
-It writes its own config (the shipped one with the loopback ports it got) to
-`.minyi/demo/minyi.toml`, uses the default store unless MINYI_DATABASE_URL says
-otherwise, and leaves Slack disabled so every post lands as a file.
+By default it covers a fixed period inside the bundled holiday data,
+2026-11-02 … 2026-11-13 (10 business dates), whatever the real clock says, so
+the story is the same on every machine and every day of the year. `--date`
+(first business date) and `--days` (how many business dates) move it.
+
+Each simulated day, in the bureau's time zone:
+
+- 09:05  the daily loop for the previous business date (ingest, quality, SMS, orders, reports);
+- 09:10  citizens answer the morning's SMS: most satisfied, some basically, some dissatisfied,
+         a few odd texts, a TD, some silent (`minyi.sim.month.CITIZEN_ANSWERS`);
+- 12:05  the sweep: replies in, visits due, orders opened, clocks, escalations, posts;
+- 15:00  the call-back desk works through the visit queue (as `minyi visit` does);
+- 17:00  the units report on their orders (as `minyi order` does): most on time, some late,
+         QD-CY-PS01 never; then `lifecycle_scenes`;
+
+and on the day after the last loop a closing sweep and report at 17:30, so the
+last files show the whole period. Every instant is chosen inside the SMS send
+window. The config is the shipped one with the loopback ports the demo got,
+written to `.minyi/demo/minyi.toml`; Slack stays disabled so every post lands as
+a file under `reports/outbox/`.
 """
 
 from __future__ import annotations
 
 import os
+import time as wall
+import zoneinfo
+from collections import Counter
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
@@ -16,16 +37,35 @@ from sqlalchemy import text as sql_text
 from sqlalchemy.engine import Engine
 
 from minyi.sim.city import SOURCES, CityConfig, unit_rows
+from minyi.sim.month import NEVER_ANSWERS, Tally, citizens_reply, desk_calls, units_report
 from minyi.sim.sms_gateway import SmsGateway
 from minyi.sim.source_server import CityFeed, SourceServer
-from minyi.tasks.config import Settings, parse_config
-from minyi.tasks.days import local_date, now, parse_date, parse_instant
+from minyi.tasks.config import MinyiConfig, Settings, parse_config
+from minyi.tasks.days import parse_date
+from minyi.tasks.errors import InputError
+
+__all__ = ["DEMO_START", "citizens_reply", "demo_config_text", "demo_dates", "lifecycle_scenes", "run_demo"]
 
 DEMO_TZ = "Asia/Shanghai"
+DEMO_START = date(2026, 11, 2)
+DEMO_DAYS = 10
+DEMO_RECORDS = 300
+LOOP_AT, REPLIES_AT, SWEEP_AT, DESK_AT, UNITS_AT, CLOSE_AT = (
+    time(9, 5),
+    time(9, 10),
+    time(12, 5),
+    time(15, 0),
+    time(17, 0),
+    time(17, 30),
+)
 
 
-def demo_config_text(source_url: str, sms_url: str) -> str:
-    """The demo's TOML: every source of the city, every unit with a duty channel."""
+def demo_config_text(source_url: str, sms_url: str, ingest_workers: int | None = None) -> str:
+    """The demo's TOML: every source of the city, every unit with a duty channel.
+
+    `ingest_workers=1` pulls in the flow's own process: for a few hundred records a day,
+    starting worker processes costs more than it saves (the month demo uses it).
+    """
     lines = [
         f'timezone = "{DEMO_TZ}"',
         "",
@@ -42,6 +82,10 @@ def demo_config_text(source_url: str, sms_url: str) -> str:
         'delivery = "files"  # the demo posts to markdown files under reports/outbox/',
         "",
     ]
+    if ingest_workers is not None:
+        lines += ["[ingest]", f"workers = {ingest_workers}", ""]
+    if "notify" in MinyiConfig.model_fields:  # the notifiers' table (SPEC §13), once this installation has it
+        lines += ["[notify]", 'delivery = "files"', ""]
     for s in SOURCES:
         lines += ["[[sources]]", f'name = "{s.name}"', f'url = "{source_url}/{s.name}"', ""]
     for u in unit_rows():
@@ -49,21 +93,78 @@ def demo_config_text(source_url: str, sms_url: str) -> str:
     return "\n".join(lines)
 
 
-def run_demo(date_arg: str | None, as_of_arg: str | None, records: int) -> None:
-    import zoneinfo
+def demo_dates(start: date, days: int) -> list[date]:
+    """`days` business dates from `start` on: the working days of the calendar (weekends and holidays skipped)."""
+    from minyi.tasks.calendar import load_calendar
 
+    cal = load_calendar()
+    first = cal.working_day_on_or_after(start)
+    dates = [first] if first else []
+    while first and len(dates) < days:
+        nxt = cal.nth_working_day_after(dates[-1], 1)
+        if nxt is None:
+            break
+        dates.append(nxt)
+    if len(dates) < days:
+        raise InputError(
+            f"--date {start} --days {days}: the calendar data ends on {cal.last_covered_date()}; "
+            "choose an earlier period"
+        )
+    return dates
+
+
+@dataclass
+class Scene:
+    """What `lifecycle_scenes` gets each simulated afternoon, after the units have reported."""
+
+    engine: Engine
+    now: datetime
+    tz: zoneinfo.ZoneInfo
+    day_index: int
+    tally: Tally
+
+
+def lifecycle_scenes(scene: Scene) -> None:
+    """The order lifecycle's scenes of the demo month (SPEC §5), each once, on a chosen day.
+
+    The single place for what the lifecycle actions add to the story: a unit
+    returns an order and the centre reassigns it, an extension is asked and
+    approved, an appeal is upheld, and a verification finds an order "not
+    resolved" (reopened). Each uses the domain function behind `minyi order`
+    (`--stage returned` + `--reassign`, `--extend` + `--approve-extension`,
+    `--appeal` + `--uphold-appeal`, and the verification), chosen among the day's
+    open orders by a stable hash like every other actor. This installation of
+    minyi has none of those actions yet, so there is nothing to do here.
+    """
+    del scene
+
+
+def _at(day: date, clock: time, tz: zoneinfo.ZoneInfo) -> datetime:
+    return datetime.combine(day, clock, tz)
+
+
+def run_demo(date_arg: str | None, days: int, records: int) -> None:
     tz = zoneinfo.ZoneInfo(DEMO_TZ)
-    as_of = parse_instant(as_of_arg) if as_of_arg else datetime.combine(local_date(now(), tz), time(9, 5), tz)
-    day = parse_date(date_arg) if date_arg else local_date(as_of, tz) - timedelta(days=1)
+    start = parse_date(date_arg) if date_arg else DEMO_START
+    if days < 1:
+        raise InputError(f"--days {days}: at least 1")
+    dates = demo_dates(start, days)
     os.environ.setdefault("MINYI_DEMO", "1")  # the synthetic city may use the public demo pseudonym key quietly
+    # The story is the demo's own lines; Prefect's per-task logs stay in the console only as warnings, and
+    # are not shipped to the ephemeral API (a quarter of the demo's time went there).
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
+    # A fresh PREFECT_HOME migrates Prefect's own database on first start: slow on a busy machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     settings = Settings()
     home = settings.home / "demo"
     home.mkdir(parents=True, exist_ok=True)
+    began = wall.perf_counter()
 
     feed = CityFeed(CityConfig(records_per_day=records))
     with SourceServer(feed) as source_server, SmsGateway() as sms_gateway:
         cfg_path = home / "minyi.toml"
-        text = demo_config_text(source_server.url, sms_gateway.url)
+        text = demo_config_text(source_server.url, sms_gateway.url, ingest_workers=1)
         parse_config(text, str(cfg_path))  # the demo must itself be a valid config
         cfg_path.write_text(text, encoding="utf-8")
         os.environ["MINYI_CONFIG"] = str(cfg_path)
@@ -73,56 +174,88 @@ def run_demo(date_arg: str | None, as_of_arg: str | None, records: int) -> None:
 
         rt = load_runtime(check_store=False)
         upgrade(rt.engine)
-        typer.echo(f"minyi demo: {records} records/day for {day}, as of {as_of.isoformat()}")
-        typer.echo(f"  config   {cfg_path}")
-        typer.echo(f"  store    {rt.engine.url.render_as_string(hide_password=True)}")
-        typer.echo(f"  sources  {source_server.url} ({len(SOURCES)} sources)")
-        typer.echo(f"  sms      {sms_gateway.url} (local gateway)")
+        reports = Path(settings.reports_dir).resolve()
+        typer.echo(
+            f"minyi demo: {len(dates)} business dates {dates[0]} … {dates[-1]}, {records} records/day\n"
+            f"  config   {cfg_path}\n"
+            f"  store    {rt.engine.url.render_as_string(hide_password=True)}\n"
+            f"  sources  {source_server.url} ({len(SOURCES)} sources); sms {sms_gateway.url} (local gateway)"
+        )
 
         from minyi.flows.daily_loop import daily_loop
-        from minyi.render import render_summary
-
-        summary = daily_loop(business_date=day, as_of=as_of)
-        typer.echo(render_summary(summary))
-        typer.echo(f"  reports  {Path(settings.reports_dir).resolve() / day.isoformat()}")
-
-        # Citizens answer during the morning; the noon sweep reads them, queues visits and opens orders.
-        answered = citizens_reply(rt.engine, sms_gateway, day, as_of)
-        from minyi.flows.sweep import sweep
-        from minyi.render import render_sweep
-
-        typer.echo(f"minyi demo: {answered} citizens replied; sweep at {(as_of + timedelta(hours=3)).isoformat()}")
-        typer.echo(render_sweep(sweep(as_of=as_of + timedelta(hours=3))))
-
-        # The files are refreshed with the answers; what was posted this morning stays as posted.
         from minyi.flows.report import report
-        from minyi.render import render_report
+        from minyi.flows.sweep import sweep
+        from minyi.tasks.calendar import load_calendar
 
-        typer.echo(render_report(report(business_date=day, as_of=as_of + timedelta(hours=3))))
-        typer.echo("  visits   `minyi visits` lists the call centre's queue (MINYI_CONFIG=" + str(cfg_path) + ")")
+        working = load_calendar().is_working_day
+        tally = Tally()
+        loops = set(dates)
+        calendar_days = [dates[0] + timedelta(days=i + 1) for i in range((dates[-1] - dates[0]).days + 1)]
+        for index, today in enumerate(calendar_days):
+            business = today - timedelta(days=1)
+            line = [f"  {today} {'一二三四五六日'[today.weekday()]}"]
+            if business in loops:
+                daily_loop(business_date=business, as_of=_at(today, LOOP_AT, tz))
+                replied = citizens_reply(rt.engine, sms_gateway, business, _at(today, REPLIES_AT, tz))
+                tally.replies += replied
+                line.append(f"loop {business} · {replied} replies")
+            if business not in loops and not working(today):
+                typer.echo(" · ".join([*line, "rest day: no loop, no sweep"]))
+                continue
+            s = sweep(as_of=_at(today, SWEEP_AT, tz))
+            fired = s.supervision.escalations if s.supervision else {}
+            line.append(f"sweep: {s.orders_opened or 0} orders opened, escalations {sum(fired.values())}")
+            visits = desk_calls(rt.engine, _at(today, DESK_AT, tz), tz, tally)
+            reported = units_report(rt.engine, _at(today, UNITS_AT, tz), tz, tally)
+            lifecycle_scenes(Scene(rt.engine, _at(today, UNITS_AT, tz), tz, index, tally))
+            line.append(f"{visits} visits · {reported} unit reports")
+            typer.echo(" · ".join(line))
+        closing = _at(calendar_days[-1], CLOSE_AT, tz)
+        sweep(as_of=closing)
+        report(business_date=dates[-1], as_of=closing)
+
+        typer.echo(summary_text(rt.engine, dates, reports, cfg_path, tally, wall.perf_counter() - began))
 
 
-# A plausible spread of answers, by the message's position: most satisfied, some not, a few odd.
-_DEMO_ANSWERS = ("1", "1", "满意", "１", "2", "基本满意", "3", "不满意", " 2 ", "TD", "收到谢谢", None, None)
-
-
-def citizens_reply(engine: Engine, gateway: SmsGateway, day: date, as_of: datetime) -> int:
-    """Inject replies to the day's sent SMS at the local gateway (reply ids are stable, so a re-run adds none)."""
+def _counts(engine: Engine, sql: str) -> Counter[str]:
     with engine.connect() as conn:
-        rows = conn.execute(
-            sql_text(
-                "SELECT message_id, phone_norm FROM followups WHERE business_date = :d AND sms_status = 'sent' "
-                "ORDER BY id"
-            ),
-            {"d": day},
-        ).all()
-    answered = 0
-    for i, (message_id, phone) in enumerate(rows):
-        answer = _DEMO_ANSWERS[i % len(_DEMO_ANSWERS)]
-        if answer is None:
-            continue
-        received = as_of + timedelta(minutes=5 + i % 115)
-        # Every third citizen's phone drops the message id: matched by phone within 7 days instead.
-        gateway.inject_reply(phone, answer, received, message_id if i % 3 else None, reply_id=f"demo:{message_id}")
-        answered += 1
-    return answered
+        return Counter({str(k): int(n) for k, n in conn.execute(sql_text(sql)).all()})
+
+
+def summary_text(engine: Engine, dates: list[date], reports: Path, cfg: Path, tally: Tally, seconds: float) -> str:
+    """What happened and where to look, in Chinese and English."""
+    with engine.connect() as conn:
+        n_records = conn.execute(sql_text("SELECT COUNT(*) FROM records")).scalar() or 0
+        sent = conn.execute(sql_text("SELECT COUNT(*) FROM followups WHERE sms_status = 'sent'")).scalar() or 0
+    satisfaction = _counts(
+        engine, "SELECT satisfaction, COUNT(*) FROM followups WHERE satisfaction IS NOT NULL GROUP BY 1"
+    )
+    statuses = _counts(engine, "SELECT status, COUNT(*) FROM orders GROUP BY status")
+    levels = _counts(engine, "SELECT level, COUNT(*) FROM escalations GROUP BY level")
+    last = reports / dates[-1].isoformat()
+
+    def show(c: Counter[str]) -> str:
+        return ", ".join(f"{k} {v}" for k, v in sorted(c.items())) or "none"
+
+    return "\n".join(
+        [
+            f"minyi demo: done in {seconds:.0f} s",
+            f"  演示：{dates[0]} 至 {dates[-1]} 共 {len(dates)} 个工作日，{n_records} 条记录，发出回访短信 {sent} 条，"
+            f"群众回复 {tally.replies} 条；人工回访 {sum(tally.visits.values())} 次；"
+            f"督办单 {sum(statuses.values())} 件（{show(statuses)}）；预警升级 {sum(levels.values())} 次（{show(levels)}）；"
+            f"{NEVER_ANSWERS} 从未答复。",
+            f"  demo: {len(dates)} business dates, {n_records} records, {sent} SMS sent, {tally.replies} replies",
+            f"  satisfaction  {show(satisfaction)}",
+            f"  visits        {show(tally.visits)}",
+            f"  unit reports  {show(tally.reports)} ({NEVER_ANSWERS} never answers)",
+            f"  orders        {show(statuses)}",
+            f"  escalations   {show(levels)}",
+            "  请查看 where to look:",
+            f"    {last}/assessment.png       考核图表 the chart",
+            f"    {last}/assessment.json      考核指标 the metrics",
+            f"    {last}/rectification.json   督办单 every order and its escalations",
+            f"    {reports}/outbox/           各值班频道消息 posts per duty channel and day",
+            f"    MINYI_CONFIG={cfg} minyi status    值班总览 the duty officer's screen",
+            f"    MINYI_CONFIG={cfg} minyi visits    回访队列 the call-back queue (full numbers)",
+        ]
+    )

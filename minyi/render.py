@@ -150,3 +150,69 @@ def render_warnings(summary: object) -> str:
     assert isinstance(summary, WarningsSummary)
     kinds = ", ".join(f"{n} {k}" for k, n in summary.by_kind.items()) or "none"
     return f"warnings {summary.business_date}: {summary.warnings} ({kinds}); {summary.posted} new posts; {summary.path}"
+
+
+def render_status(status: object, tz: object, width: int | None = None) -> str:
+    """`minyi status`: rich tables, one screen for the duty officer (plain text when not a terminal)."""
+    from io import StringIO
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from minyi.tasks.status import Status
+
+    assert isinstance(status, Status)
+
+    def local(instant: object) -> str:
+        return instant.astimezone(tz).strftime("%Y-%m-%d %H:%M") if instant else "-"  # type: ignore[attr-defined]
+
+    out = StringIO()
+    console = Console(file=out, width=width or 110, force_terminal=False, color_system=None, highlight=False)
+    console.print(f"minyi status 值班总览 as of {local(status.as_of)}", style="bold")
+
+    runs = Table(title="最近运行 last runs", title_justify="left")
+    for col in ("运行 run", "业务日期 date", "as_of", "结束 finished", "结果 outcome", "说明 detail"):
+        runs.add_column(col)
+    for kind, r in status.runs.items():
+        if r is None:
+            runs.add_row(kind, "-", "-", "-", "未运行 never", "")
+        else:
+            day = r.business_date.isoformat() if r.business_date else "-"
+            runs.add_row(kind, day, local(r.as_of), local(r.finished_at), r.outcome, (r.detail or "")[:60])
+    console.print(runs)
+
+    queue = Table(title="待办 waiting", title_justify="left")
+    queue.add_column("项目 item")
+    queue.add_column("数量 count", justify="right")
+    queue.add_row("短信待发 SMS queued", str(status.sms_queued))
+    queue.add_row("  其中被质量闸门拦截 of which held by a gate", str(status.sms_held))
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(status.visits_by_reason.items()))
+    queue.add_row(f"待回访 visits due ({reasons or '-'})", str(status.visits_due))
+    queue.add_row("退回待中心处理 returned orders awaiting the centre", str(status.returned or 0))
+    queue.add_row("今日到期督办单 orders due today", str(status.totals["due_today"]))
+    queue.add_row("超期督办单 orders overdue", str(status.totals["overdue"]))
+    console.print(queue)
+
+    units = Table(title="各单位督办单 orders per unit (open at as_of)", title_justify="left")
+    for col, justify in (("单位 unit", "left"), ("在办 open", "right"), ("今日到期 due today", "right")):
+        units.add_column(col, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+    units.add_column("超期 overdue", justify="right")
+    units.add_column("待日历 pending_calendar", justify="right")
+    for u in status.units:
+        label = f"{u.name} {u.code}" if u.name else f"{u.code} (未配置单位)"
+        units.add_row(label, str(u.open), str(u.due_today), str(u.overdue), str(u.pending_calendar))
+    if not status.units:
+        units.add_row("无在办督办单 no open orders", "0", "0", "0", "0")
+    console.print(units)
+
+    if status.warnings is None:
+        where = f" for {status.warnings_date}" if status.warnings_date else ""
+        console.print(f"预警 warnings: 无 warnings.json{where}")
+    else:
+        console.print(f"预警 warnings ({status.warnings_date}): {len(status.warnings)}")
+        for w in status.warnings[:10]:
+            console.print(f"  - {w.get('kind', '')} {w.get('unit_code', '')} {w.get('text', w.get('message', ''))}")
+    console.print(
+        f"节假日数据截止 calendar data ends {status.calendar_end} ({status.calendar_days_left} 天后 days from today)"
+    )
+    return out.getvalue().rstrip()

@@ -5,6 +5,6 @@ Each SPEC area keeps its tables in its own module; import it here.
 
 from sqlmodel import SQLModel
 
-from minyi.schemas import followups, guards, notifications, orders, quality, records  # noqa: F401  (registers tables)
+from minyi.schemas import followups, guards, notifications, orders, quality, records, runs  # noqa: F401  (registers tables)
 
 metadata = SQLModel.metadata
