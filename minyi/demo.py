@@ -40,7 +40,7 @@ from minyi.sim.city import SOURCES, CityConfig, unit_rows
 from minyi.sim.month import NEVER_ANSWERS, Tally, citizens_reply, desk_calls, units_report
 from minyi.sim.sms_gateway import SmsGateway
 from minyi.sim.source_server import CityFeed, SourceServer
-from minyi.tasks.config import MinyiConfig, Settings, parse_config
+from minyi.tasks.config import Settings, parse_config
 from minyi.tasks.days import parse_date
 from minyi.tasks.errors import InputError
 
@@ -84,8 +84,6 @@ def demo_config_text(source_url: str, sms_url: str, ingest_workers: int | None =
     ]
     if ingest_workers is not None:
         lines += ["[ingest]", f"workers = {ingest_workers}", ""]
-    if "notify" in MinyiConfig.model_fields:  # the notifiers' table (SPEC §13), once this installation has it
-        lines += ["[notify]", 'delivery = "files"', ""]
     for s in SOURCES:
         lines += ["[[sources]]", f'name = "{s.name}"', f'url = "{source_url}/{s.name}"', ""]
     for u in unit_rows():
@@ -122,21 +120,76 @@ class Scene:
     tz: zoneinfo.ZoneInfo
     day_index: int
     tally: Tally
+    gateway: SmsGateway | None = None
+
+
+# scene -> the first day (index into the calendar days) it may play on; each plays once
+SCENES: dict[str, int] = {"return_reassign": 1, "extension": 2, "appeal": 3, "not_resolved": 1}
+
+_CANDIDATES = sql_text(
+    "SELECT source, record_id, unit_code FROM orders WHERE status = 'open' AND responded_at IS NULL "
+    "AND closed_at IS NULL AND (completion_due IS NULL OR completion_due > :now) ORDER BY opened_at DESC, id"
+)
+_UNANSWERED_VERIFICATION = sql_text(
+    "SELECT message_id, phone_norm FROM verifications WHERE status = 'sent' AND answer IS NULL AND sent_at <= :now "
+    "ORDER BY sent_at, id LIMIT 1"
+)
 
 
 def lifecycle_scenes(scene: Scene) -> None:
-    """The order lifecycle's scenes of the demo month (SPEC §5), each once, on a chosen day.
+    """The order lifecycle's scenes of the demo month (SPEC §5), each once, on the first day it can play.
 
-    The single place for what the lifecycle actions add to the story: a unit
-    returns an order and the centre reassigns it, an extension is asked and
-    approved, an appeal is upheld, and a verification finds an order "not
-    resolved" (reopened). Each uses the domain function behind `minyi order`
-    (`--stage returned` + `--reassign`, `--extend` + `--approve-extension`,
-    `--appeal` + `--uphold-appeal`, and the verification), chosen among the day's
-    open orders by a stable hash like every other actor. This installation of
-    minyi has none of those actions yet, so there is nothing to do here.
+    A unit returns an order (退单) and the centre reassigns it (改派); a unit asks for an
+    extension (延期) and the centre approves it; a unit appeals a dissatisfied answer
+    (申诉) and the centre upholds it (剔除); and a citizen answers a verification
+    call-back with 2 (复核未解决), which the next sweep turns into a reopen. Each goes
+    through the domain function behind `minyi order` (`apply_action`) or the loopback
+    gateway, so what the channels and reports show is what an operator would cause.
     """
-    del scene
+    from minyi.tasks.errors import MinyiError
+    from minyi.tasks.orders import apply_action
+    from minyi.tasks.runtime import load_runtime
+
+    cfg = load_runtime().config
+    played = scene.tally.lifecycle
+    now = scene.now
+
+    def act(ref: str, action: str, at: datetime, **kw: object) -> bool:
+        try:
+            with scene.engine.begin() as conn:
+                apply_action(conn, cfg, ref, action, recorded_at=at, by=kw.pop("by", "演示单位"), **kw)  # type: ignore[arg-type]
+        except MinyiError:
+            return False
+        return True
+
+    def due(name: str) -> bool:
+        return name not in played and scene.day_index >= SCENES[name]
+
+    with scene.engine.connect() as conn:
+        candidates = [(f"{s}:{r}", u) for s, r, u in conn.execute(_CANDIDATES, {"now": now})]
+    codes = [u.code for u in cfg.units]
+    for ref, unit in candidates:
+        if due("return_reassign") and unit in codes:
+            target = next(c for c in codes if c != unit)
+            if act(ref, "returned", now, note="该事项不属本所辖区") and act(
+                ref, "reassign", now + timedelta(minutes=20), unit=target, by="演示中心"
+            ):
+                played.add("return_reassign")
+                continue
+        if due("extension") and act(ref, "extend", now, days=3, note="需协调住建部门现场勘查"):
+            act(ref, "approve-extension", now + timedelta(minutes=20), by="演示中心")
+            played.add("extension")
+            continue
+        if due("appeal") and act(ref, "appeal", now, note="群众不满的是法律规定本身，非办理问题"):
+            act(ref, "uphold-appeal", now + timedelta(minutes=20), by="演示中心")
+            played.add("appeal")
+            continue
+    if due("not_resolved") and scene.gateway is not None:
+        with scene.engine.connect() as conn:
+            row = conn.execute(_UNANSWERED_VERIFICATION, {"now": now}).first()
+        if row is not None:
+            scene.gateway.inject_reply(row.phone_norm, "2", now, row.message_id, reply_id=f"demo:{row.message_id}")
+            played.add("not_resolved")
 
 
 def _at(day: date, clock: time, tz: zoneinfo.ZoneInfo) -> datetime:
@@ -207,7 +260,7 @@ def run_demo(date_arg: str | None, days: int, records: int) -> None:
             line.append(f"sweep: {s.orders_opened or 0} orders opened, escalations {sum(fired.values())}")
             visits = desk_calls(rt.engine, _at(today, DESK_AT, tz), tz, tally)
             reported = units_report(rt.engine, _at(today, UNITS_AT, tz), tz, tally)
-            lifecycle_scenes(Scene(rt.engine, _at(today, UNITS_AT, tz), tz, index, tally))
+            lifecycle_scenes(Scene(rt.engine, _at(today, UNITS_AT, tz), tz, index, tally, sms_gateway))
             line.append(f"{visits} visits · {reported} unit reports")
             typer.echo(" · ".join(line))
         closing = _at(calendar_days[-1], CLOSE_AT, tz)
@@ -232,6 +285,11 @@ def summary_text(engine: Engine, dates: list[date], reports: Path, cfg: Path, ta
     )
     statuses = _counts(engine, "SELECT status, COUNT(*) FROM orders GROUP BY status")
     levels = _counts(engine, "SELECT level, COUNT(*) FROM escalations GROUP BY level")
+    lifecycle = _counts(
+        engine,
+        "SELECT stage, COUNT(*) FROM order_events WHERE stage NOT IN "
+        "('responded', 'rectified', 'feedback') GROUP BY stage",
+    )
     last = reports / dates[-1].isoformat()
 
     def show(c: Counter[str]) -> str:
@@ -250,6 +308,7 @@ def summary_text(engine: Engine, dates: list[date], reports: Path, cfg: Path, ta
             f"  unit reports  {show(tally.reports)} ({NEVER_ANSWERS} never answers)",
             f"  orders        {show(statuses)}",
             f"  escalations   {show(levels)}",
+            f"  lifecycle     {show(lifecycle)} (退单改派 return/reassign, 延期 extension, 申诉 appeal, 复核 reopen)",
             "  请查看 where to look:",
             f"    {last}/assessment.png       考核图表 the chart",
             f"    {last}/assessment.json      考核指标 the metrics",

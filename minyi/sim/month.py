@@ -100,6 +100,7 @@ class Tally:
     replies: int = 0
     visits: Counter[str] = field(default_factory=Counter)
     reports: Counter[str] = field(default_factory=Counter)
+    lifecycle: set[str] = field(default_factory=set)  # the lifecycle scenes played (minyi.demo.SCENES)
 
 
 def citizens_reply(engine: Engine, gateway: SmsGateway, day: date, as_of: datetime) -> int:
