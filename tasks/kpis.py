@@ -315,8 +315,8 @@ def lineage_sql(metrics: tuple[str, ...] = LINEAGE_METRICS, unit: bool = False) 
 
 
 def counts_sql(dialect: str, with_lineage: bool = False) -> str:
-    """Per unit: the count of each metric, and (with_lineage) the CSV cells `source,record_id` of the records
-    behind each count of LINEAGE_METRICS, one per line, aggregated by the database in the same pass.
+    """Per unit: the count of each metric, and (with_lineage) the lineage.csv lines of the records behind each
+    count of LINEAGE_METRICS, built and joined by the database in the same pass.
 
     Why one pass with a conditional count and a conditional aggregate per metric, rather than a GROUP BY of the
     UNION ALL rows: the period's records are read once and no million-row sort is needed; the condition of a
@@ -327,9 +327,13 @@ def counts_sql(dialect: str, with_lineage: bool = False) -> str:
     if with_lineage:
         agg = "string_agg" if dialect == "postgresql" else "group_concat"
         lf = _chr(dialect, 10)
-        cols += [f"{agg}(CASE WHEN {BRANCHES[m]} THEN ref END, {lf}) AS lineage_{m}" for m in LINEAGE_METRICS]
-        # a source name is a config name (^[a-z0-9][a-z0-9_-]*$): only the upstream record_id needs the care
-        extra = f",\n       r.source || ',' || {_csv_cell_sql('r.record_id', dialect)} AS ref"
+        cols += [
+            f"{agg}(CASE WHEN {BRANCHES[m]} THEN unit_cell || ',{m},' || ref END, {lf}) AS lineage_{m}"
+            for m in LINEAGE_METRICS
+        ]
+        # a source name is a config name (^[a-z0-9][a-z0-9_-]*$): only the upstream strings need the care
+        unit_cell = _csv_cell_sql("r.unit_code", dialect)
+        extra = f",\n       {unit_cell} AS unit_cell, r.source || ',' || {_csv_cell_sql('r.record_id', dialect)} AS ref"
     return f"SELECT unit_code, {', '.join(cols)}\nFROM ({_base(extra=extra)}) b\nGROUP BY unit_code ORDER BY unit_code"
 
 
@@ -337,8 +341,9 @@ def _params(conn: Connection, period: Period, as_of: datetime, **extra: Any) -> 
     return {"start": period.start, "end": period.end, "as_of": instant_param(conn.dialect.name, as_of), **extra}
 
 
-# (unit_code, metric, text): the CSV cells `source,record_id` of the records behind one count, one per line.
-LineageSink = Callable[[str, str, str], None]
+# (unit_code, metric, lines, n): the n lineage.csv lines (`unit_code,metric,source,record_id`, CSV-quoted and
+# formula-safe, joined by newlines) of the records behind one count.
+LineageSink = Callable[[str, str, str, int], None]
 
 
 def unit_counts(
@@ -357,7 +362,7 @@ def unit_counts(
         if lineage is not None:
             for m in LINEAGE_METRICS:
                 if row[f"lineage_{m}"]:
-                    lineage(code, m, row[f"lineage_{m}"])
+                    lineage(code, m, row[f"lineage_{m}"], per_unit[code][m])
     return per_unit
 
 
