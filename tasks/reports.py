@@ -264,8 +264,9 @@ class LineageFile:
     """lineage.csv (SPEC §12) beside assessment.json, written while the counts are read.
 
     Use as the `lineage` sink of tasks.kpis.compute_assessment: the statement that counts also hands over the
-    records behind each count (`source,record_id` cells, formula-safe and quoted by the database), so every
+    records behind each count (lines of formula-safe, CSV-quoted cells, built by the database), so every
     count of assessment.json equals its number of lineage rows. Streamed to a temp file, renamed on success.
+    The lines come whole from the database: a quoted cell may hold a newline, so nothing here splits them.
     """
 
     def __init__(self, path: Path) -> None:
@@ -279,12 +280,9 @@ class LineageFile:
         self._fh.write("\ufeff" + ",".join(LINEAGE_HEADER) + "\n")  # a BOM, like every CSV minyi writes
         return self
 
-    def __call__(self, unit_code: str, metric: str, refs: str) -> None:
-        buf = io.StringIO()
-        csv.writer(buf, lineterminator="").writerow([csv_cell(unit_code), metric, ""])
-        prefix = buf.getvalue()  # `unit_code,metric,`: then each line's `source,record_id`
-        self._fh.write(prefix + refs.replace("\n", "\n" + prefix) + "\n")
-        self.rows += refs.count("\n") + 1
+    def __call__(self, unit_code: str, metric: str, lines: str, n: int) -> None:
+        self._fh.write(lines + "\n")
+        self.rows += n
 
     def __exit__(self, kind: object, *_: object) -> None:
         self._fh.close()

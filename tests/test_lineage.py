@@ -33,7 +33,8 @@ def assess_with_lineage(env: Env, path: Path, day: date = BUSINESS_DATE) -> dict
 
 
 def read_lineage(path: Path) -> list[dict[str, str]]:
-    return list(csv.DictReader(path.read_text(encoding="utf-8-sig").splitlines()))
+    with path.open(encoding="utf-8-sig", newline="") as fh:  # a quoted cell may hold a newline
+        return list(csv.DictReader(fh))
 
 
 def counts_match_lineage(report: dict, rows: list[dict[str, str]]) -> None:
@@ -227,3 +228,21 @@ def test_the_explain_flow_shows_the_records_as_a_table_artifact(env: Env, prefec
     artifact = asyncio.run(latest())
     assert artifact.type == "table" and "110-20261109-0012" in str(artifact.data)
     assert f"{B} orders_opened = 1" in artifact.description
+
+
+TRICKY_IDS = ["=1+1", "+86", "-5", "@SUM", "\tx", "\rx", "a,b", 'say "hi"', "two\nlines", "'=quoted", "plain-1"]
+
+
+def test_lineage_cells_are_what_the_python_csv_writer_makes_of_any_record_id(env: Env, tmp_path: Path) -> None:
+    from minyi.tasks.csvsafe import csv_cell
+
+    with Session(env.engine) as s:
+        b = Builder(s)
+        for rid in TRICKY_IDS:
+            rec = b.record("U-1", date(2026, 11, 3))
+            rec.record_id = rid
+            s.add(rec)
+        s.commit()
+    path = tmp_path / "lineage.csv"
+    assess_with_lineage(env, path)
+    assert sorted(r["record_id"] for r in read_lineage(path)) == sorted(csv_cell(rid) for rid in TRICKY_IDS)
