@@ -123,6 +123,7 @@ def render_report(summary: object) -> str:
         lines.append(
             f"  channels    {summary.messages_enqueued} new messages; via {d.poster}: {d.sent} posted, "
             f"{d.failed} failed, {d.pending} pending"
+            + (f", {d.stuck} stuck (unconfirmed or failing)" if d.stuck else "")
         )
     return "\n".join(lines)
 

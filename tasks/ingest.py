@@ -13,9 +13,10 @@ from datetime import date, datetime
 
 from pydantic import BaseModel
 
+from minyi.tasks import texts
 from minyi.tasks.config import secret_from_env
 from minyi.tasks.ingest_worker import pool_for, remote_pages
-from minyi.tasks.outbox import Message, enqueue
+from minyi.tasks.outbox import enqueue
 from minyi.tasks.pull import pull_source_day, sqlite_file
 from minyi.tasks.runtime import Runtime
 from minyi.tasks.units import register_unknown_units, sync_units
@@ -109,24 +110,9 @@ def announce_ingest(rt: Runtime, business_date: date, as_of: datetime, pulls: li
     with rt.engine.begin() as conn:
         unknown = register_unknown_units(conn, business_date)
         messages = [
-            Message(
-                key=f"source-failed:{p.source}:{business_date}",
-                kind="source_failed",
-                channel=centre,
-                body=f"⚠️ 数据源 {p.source} 拉取 {business_date} 失败：{p.error}（其他数据源已照常入库）",
-            )
-            for p in pulls
-            if p.status != "ok"
+            texts.source_failed(centre, p.source, business_date, p.error or "") for p in pulls if p.status != "ok"
         ]
         if unknown:
-            listing = "，".join(f"{code}（{n}条）" for code, n in unknown)
-            messages.append(
-                Message(
-                    key=f"unknown-units:{business_date}:{','.join(c for c, _ in unknown)}",
-                    kind="unknown_units",
-                    channel=centre,
-                    body=f"⚠️ {business_date} 的记录含未配置的单位代码：{listing}。相关事项转中心处理，请在配置中补充单位。",
-                )
-            )
+            messages.append(texts.unknown_units(centre, business_date, unknown))
         enqueue(conn, messages, as_of)
     return IngestSummary(business_date=business_date, sources=pulls, unknown_units=unknown)

@@ -217,6 +217,28 @@ def quality_alert_text(business_date: date, lines: Sequence[str], held: bool) ->
     return f"⚠️ {business_date} 数据质量告警\n" + "\n".join(lines) + tail
 
 
+# --- ingest (SPEC §3) ---
+
+
+def source_failed(channel: str, source: str, business_date: date, error: str) -> Message:
+    return Message(
+        key=f"source-failed:{source}:{business_date}",
+        kind="source_failed",
+        channel=channel,
+        body=f"⚠️ 数据源 {source} 拉取 {business_date} 失败：{error}（其他数据源已照常入库）",
+    )
+
+
+def unknown_units(channel: str, business_date: date, unknown: Sequence[tuple[str, int]]) -> Message:
+    listing = "，".join(f"{code}（{n}条）" for code, n in unknown)
+    return Message(
+        key=f"unknown-units:{business_date}:{','.join(c for c, _ in unknown)}",
+        kind="unknown_units",
+        channel=channel,
+        body=f"⚠️ {business_date} 的记录含未配置的单位代码：{listing}。相关事项转中心处理，请在配置中补充单位。",
+    )
+
+
 # --- follow-up: SMS gateway failure (SPEC §4) ---
 
 

@@ -210,7 +210,21 @@ def test_cli_dates_instants_and_references_are_parsed_or_refused_with_input_erro
 
 
 _KEYS = st.sampled_from(
-    ["timezone", "retention_days", "clock", "followup", "sms", "slack", "sources", "units", "respone_days", "x"]
+    [
+        "timezone",
+        "retention_days",
+        "clock",
+        "followup",
+        "sms",
+        "notify",
+        "slack",
+        "wecom",
+        "dingtalk",
+        "sources",
+        "units",
+        "respone_days",
+        "x",
+    ]
 )
 _TOML_VALUE = st.one_of(
     st.integers(-(2**40), 2**40).map(str),

@@ -164,3 +164,11 @@ def test_robots_cannot_look_a_post_up_so_an_abandoned_one_is_posted_again_once(e
         abandon(env, "a")
         assert run(env).sent == 1 and run(env).sent == 0
         assert [m.content for m in world.server.received("c0center")] == ["message a", "message a"]
+
+
+def test_wecom_an_answer_over_16_mib_fails_the_post_and_it_stays_pending(env: Env) -> None:
+    with delivery_world(env, "wecom") as world:
+        put(env, msg("a"))
+        world.server.answer_huge_next()
+        assert run(env).sent == 0 and status(env, "a") == "pending"
+        assert "16 MiB" in env.scalar("SELECT last_error FROM notifications WHERE key = 'a'")

@@ -55,6 +55,7 @@ class WecomState:
     faults: deque[int] = field(default_factory=deque)
     sent_at: dict[str, deque[float]] = field(default_factory=dict)
     down: bool = False
+    huge: int = 0  # the next N answers are over 16 MiB (a broken proxy, a hostile peer)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -82,6 +83,9 @@ class _Handler(QuietHandler):
         with state.lock:
             if answer["errcode"]:
                 state.refused.append(answer["errcode"])
+            huge, state.huge = state.huge > 0, max(state.huge - 1, 0)
+        if huge:
+            answer = {**answer, "padding": "x" * (16 * 1024 * 1024 + 1)}
         self.send_body(200, json.dumps(answer, ensure_ascii=False).encode("utf-8"))
 
     def _answer(self, key: str, body: bytes) -> dict[str, Any]:
@@ -153,6 +157,10 @@ class WecomRobotServer(LoopbackServer):
     def fail_next(self, errcode: int = 45009, times: int = 1) -> None:
         with self.state.lock:
             self.state.faults.extend([errcode] * times)
+
+    def answer_huge_next(self, times: int = 1) -> None:
+        with self.state.lock:
+            self.state.huge += times
 
     def set_down(self, down: bool = True) -> None:
         with self.state.lock:
