@@ -272,3 +272,19 @@ def test_no_verification_sms_for_an_opted_out_phone(sup: Env, opened: str) -> No
         )
     done = act(sup, opened, "feedback", "2026-11-13 09:00", resolved=True)
     assert done.verification is None and sup.scalar("SELECT COUNT(*) FROM verifications") == 0
+
+
+def test_the_operator_forms_have_drop_downs_for_choices_and_plain_fields() -> None:
+    from prefect.utilities.callables import parameter_schema
+
+    from minyi.flows.followup import record_visit_flow
+    from minyi.flows.supervise import report_order
+
+    order = parameter_schema(report_order.fn).model_dump()["properties"]
+    assert "reassign" in order["action"]["enum"] and "uphold-appeal" in order["action"]["enum"]
+    assert order["resolved"]["enum"] == ["", "resolved", "unresolved"]
+    visit = parameter_schema(record_visit_flow.fn).model_dump()["properties"]
+    for props in (order, visit):
+        assert all("anyOf" not in p for p in props.values())  # no `str | None` toggles
+        assert {"by", "as_of", "at", "note"} <= set(props)
+    assert order["action"]["description"].startswith("动作 action")
