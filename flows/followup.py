@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import Annotated, Literal
+from typing import Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from minyi.flows.naming import by_business_date
 from minyi.tasks import texts
@@ -189,16 +189,18 @@ VisitOutcome = Literal["satisfied", "basically_satisfied", "dissatisfied", "unre
 
 @flow(name="record-visit", flow_run_name="record-visit-{record}")
 def record_visit_flow(
-    record: Annotated[
-        str, Field(title="记录 record", description="SOURCE:RECORD_ID, e.g. police110:110-20261121-000123")
-    ],
-    outcome: Annotated[VisitOutcome, Field(title="回访结果 outcome", description="unreachable = could not be reached")],
-    note: Annotated[str, Field(title="说明 note", description="free text for the centre; ≤ 2,000 chars")] = "",
-    at: Annotated[str, Field(title="回访时间 at", description="ISO 8601 with offset; empty = now")] = "",
-    by: Annotated[str, Field(title="经办人 by", description="who records it; empty = MINYI_OPERATOR or the user")] = "",
-    as_of: Annotated[str, Field(title="登记时间 as_of", description="ISO 8601 with offset; empty = now")] = "",
+    record: str, outcome: VisitOutcome, note: str = "", at: str = "", by: str = "", as_of: str = ""
 ) -> VisitRecorded:
-    """Record a manual visit's outcome for one record (what `minyi visit` does)."""
+    """Record a manual visit's outcome for one record (what `minyi visit` does).
+
+    Args:
+        record: 记录 record — SOURCE:RECORD_ID, e.g. police110:110-20261121-000123.
+        outcome: 回访结果 outcome — what the citizen said (unreachable = could not be reached).
+        note: 说明 note — free text for the centre; mobiles masked, at most 2,000 chars.
+        at: 回访时间 at — when the visit happened, ISO 8601 with offset. Empty = as_of.
+        by: 经办人 by — who records it. Empty = MINYI_OPERATOR, else the worker's OS user.
+        as_of: 登记时间 as_of — when it is recorded, ISO 8601 with offset. Empty = now.
+    """
     from minyi.tasks.days import now as real_now
 
     rt = load_runtime()

@@ -110,30 +110,31 @@ OrderAction = Literal[
 
 @flow(name="report-order", flow_run_name="report-order-{ref}-{action}")
 def report_order(
-    ref: Annotated[str, Field(title="工单 order", description="SOURCE:RECORD_ID, e.g. police110:110-20261121-000123")],
-    action: Annotated[
-        OrderAction,
-        Field(
-            title="动作 action",
-            description="单位上报 unit: responded / rectified / feedback / returned 退单 / extend 延期 / appeal 申诉; "
-            "中心 centre: reassign 改派 / keep 驳回退单 / approve-extension / reject-extension / "
-            "uphold-appeal / reject-appeal",
-        ),
-    ],
-    resolved: Annotated[
-        Literal["", "resolved", "unresolved"],
-        Field(title="是否解决 resolved", description="feedback only, and required there"),
-    ] = "",
-    unit: Annotated[str, Field(title="改派单位 unit", description="reassign only: the new unit's code")] = "",
-    days: Annotated[int, Field(title="延期天数 days", description="extend only: 1-10", ge=0, le=10)] = 0,
-    note: Annotated[
-        str, Field(title="说明 note", description="the reason (required for returned, extend, appeal); ≤ 2,000 chars")
-    ] = "",
-    at: Annotated[str, Field(title="发生时间 at", description="ISO 8601 with offset; empty = now")] = "",
-    by: Annotated[str, Field(title="经办人 by", description="who records it; empty = MINYI_OPERATOR or the user")] = "",
-    as_of: Annotated[str, Field(title="登记时间 as_of", description="ISO 8601 with offset; empty = now")] = "",
+    ref: str,
+    action: OrderAction,
+    resolved: Literal["", "resolved", "unresolved"] = "",
+    unit: str = "",
+    days: Annotated[int, Field(ge=0, le=10)] = 0,
+    note: str = "",
+    at: str = "",
+    by: str = "",
+    as_of: str = "",
 ) -> str:
-    """Report a stage or act on a supervision order (what `minyi order` does), from the Prefect UI (SPEC §5, §9)."""
+    """Report a stage or act on a supervision order (what `minyi order` does), from the Prefect UI (SPEC §5, §9).
+
+    Args:
+        ref: 工单 order — SOURCE:RECORD_ID, e.g. police110:110-20261121-000123.
+        action: 动作 action — unit 单位: responded / rectified / feedback (closes) / returned 退单 /
+            extend 延期 / appeal 申诉; centre 中心: reassign 改派 / keep 驳回退单 / approve-extension /
+            reject-extension / uphold-appeal / reject-appeal.
+        resolved: 是否解决 resolved — feedback only, and required there.
+        unit: 改派单位 unit — reassign only: the new unit's code.
+        days: 延期天数 days — extend only: 1 to 10.
+        note: 说明 note — the reason (required for returned, extend, appeal); mobiles masked, at most 2,000 chars.
+        at: 发生时间 at — when it happened, ISO 8601 with offset. Empty = as_of.
+        by: 经办人 by — who records it. Empty = MINYI_OPERATOR, else the worker's OS user.
+        as_of: 登记时间 as_of — when it is recorded, ISO 8601 with offset. Empty = now.
+    """
     from minyi.tasks.days import parse_instant
     from minyi.tasks.orders import apply_action
 

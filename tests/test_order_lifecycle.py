@@ -272,3 +272,60 @@ def test_no_verification_sms_for_an_opted_out_phone(sup: Env, opened: str) -> No
         )
     done = act(sup, opened, "feedback", "2026-11-13 09:00", resolved=True)
     assert done.verification is None and sup.scalar("SELECT COUNT(*) FROM verifications") == 0
+
+
+def test_the_operator_forms_have_drop_downs_for_choices_and_plain_fields() -> None:
+    from prefect.utilities.callables import parameter_schema
+
+    from minyi.flows.followup import record_visit_flow
+    from minyi.flows.supervise import report_order
+
+    order = parameter_schema(report_order.fn).model_dump()["properties"]
+    assert "reassign" in order["action"]["enum"] and "uphold-appeal" in order["action"]["enum"]
+    assert order["resolved"]["enum"] == ["", "resolved", "unresolved"]
+    visit = parameter_schema(record_visit_flow.fn).model_dump()["properties"]
+    for props in (order, visit):
+        assert all("anyOf" not in p for p in props.values())  # no `str | None` toggles
+        assert {"by", "as_of", "at", "note"} <= set(props)
+    assert order["action"]["description"].startswith("动作 action")
+
+
+def test_a_backdated_visit_is_marked_with_who_recorded_it_and_its_note_masked(sup: Env, opened: str) -> None:
+    from minyi.tasks.visits import record_visit
+
+    done = record_visit(
+        sup.engine,
+        opened,
+        "satisfied",
+        "群众 13812345678 表示满意",
+        at("2026-11-12 09:00"),
+        at("2026-11-13 09:30"),
+        by="李警官",
+    )
+    assert done.backdated and done.by == "李警官"
+    row = sup.rows("SELECT by_name, backdated, note FROM answers WHERE via = 'visit'")[0]
+    assert tuple(row) == ("李警官", True, "群众 138****5678 表示满意")
+
+
+def test_minyi_order_takes_by_and_as_of_and_says_backdated(sup: Env, opened: str) -> None:
+    import subprocess
+    import sys
+
+    args = ["order", opened, "--stage", "responded", "--at", "2026-11-12T09:00:00+08:00"]
+    args += ["--as-of", "2026-11-13T10:00:00+08:00", "--by", "张警官"]
+    done = subprocess.run(
+        [sys.executable, "-m", "minyi.cli", *args], env=sup.cli_env(), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "responded recorded by 张警官 (backdated)" in done.stdout
+    assert tuple(sup.rows("SELECT by_name, backdated FROM order_events")[0]) == ("张警官", True)
+    ahead = ["order", opened, "--stage", "rectified", "--at", "2026-11-13T10:01:00+08:00"]
+    ahead += ["--as-of", "2026-11-13T10:00:00+08:00"]
+    late = subprocess.run(
+        [sys.executable, "-m", "minyi.cli", *ahead],
+        env=sup.cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert late.returncode != 0 and "after the time it is recorded" in late.stderr.strip().splitlines()[-1]
