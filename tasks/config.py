@@ -97,6 +97,12 @@ class SlackConfig(_Strict):
     claim_timeout_seconds: float = Field(300.0, ge=0)
 
 
+class GuardConfig(_Strict):
+    """The per-date run guard in the store (SPEC §6): a dead holder's lease expires within 5 minutes."""
+
+    lease_seconds: float = Field(300.0, gt=0, le=300)
+
+
 class IngestConfig(_Strict):
     """How sources are pulled; not in SPEC §2's example, documented in docs/configuration.md."""
 
@@ -150,6 +156,7 @@ class MinyiConfig(_Strict):
     sms: SmsConfig = SmsConfig()
     slack: SlackConfig = SlackConfig()
     ingest: IngestConfig = IngestConfig()
+    guard: GuardConfig = GuardConfig()
     sources: list[SourceConfig] = Field(default_factory=list)
     units: list[UnitConfig] = Field(default_factory=list)
 

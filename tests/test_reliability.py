@@ -195,3 +195,134 @@ def test_a_17_mib_replies_page_is_refused_with_peak_memory_bounded(env: Env, gat
     assert failed == "True"
     assert int(grown_kib) < 8 * 1024  # the 17 MiB answer was never held whole (reading it would add ≥ 17 MiB)
     assert env.scalar("SELECT COUNT(*) FROM sms_replies") == 0
+
+
+# --- the per-date guard in the store (SPEC §6) -----------------------------------------------------
+
+
+def test_a_lease_is_taken_once_renewed_by_its_holder_and_taken_over_only_after_expiry(env: Env) -> None:
+    import time
+
+    from minyi.tasks.leases import release_lease, renew_lease, take_lease
+
+    key = "daily-loop:2026-11-21"
+    assert take_lease(env.engine, key, "first", 1.0)
+    assert not take_lease(env.engine, key, "second", 1.0)  # held: nothing changes
+    assert env.scalar("SELECT holder FROM run_leases WHERE key = :k", k=key) == "first"
+    assert take_lease(env.engine, "daily-loop:2026-11-22", "second", 1.0)  # another date is another key
+    assert renew_lease(env.engine, key, "first", 1.0)
+    time.sleep(1.2)  # the first holder died: no renewal
+    assert take_lease(env.engine, key, "second", 60.0)
+    assert not renew_lease(env.engine, key, "first", 1.0)  # the dead holder cannot take it back
+    release_lease(env.engine, key, "first")  # nor release what is no longer its
+    assert env.scalar("SELECT holder FROM run_leases WHERE key = :k", k=key) == "second"
+    release_lease(env.engine, key, "second")
+    assert take_lease(env.engine, key, "third", 1.0)
+
+
+def test_a_held_lease_is_renewed_while_its_run_lives_and_released_at_its_end(env: Env) -> None:
+    import time
+
+    from minyi.tasks.leases import held, take_lease
+
+    key = "daily-loop:2026-11-21"
+    with held(env.engine, key, "runner", 0.6) as taken:
+        assert taken
+        time.sleep(1.5)  # longer than the lease: only the heartbeat keeps it
+        assert not take_lease(env.engine, key, "other", 0.6)
+    assert env.scalar("SELECT COUNT(*) FROM run_leases") == 0
+
+
+def _loop_config(env: Env, gateway: SmsGateway, source_url: str, lease_seconds: float) -> None:
+    from tests.support import config_toml
+
+    env.write_config(
+        config_toml(
+            {"police110": source_url},
+            sections={
+                "sms": {"url": gateway.url, "backoff_seconds": 0.01},
+                "ingest": {"page_size": 10},
+                "guard": {"lease_seconds": lease_seconds},
+            },
+        )
+    )
+
+
+def _run(env: Env, *args: str, api_url: str | None = None, **popen: Any) -> Any:
+    cli_env = {**env.cli_env()}
+    cli_env.pop("PREFECT_API_URL", None)
+    if api_url:
+        cli_env["PREFECT_API_URL"] = api_url
+    cmd = [sys.executable, "-m", "minyi.cli", *args]
+    if popen:
+        return subprocess.Popen(cmd, env=cli_env, start_new_session=True, **popen)
+    return subprocess.run(cmd, env=cli_env, capture_output=True, text=True, timeout=300)
+
+
+def test_a_killed_daily_loop_s_date_runs_again_once_its_lease_expires(
+    env: Env, gateway: SmsGateway, prefect_harness: None
+) -> None:
+    import os
+    import signal
+    import time
+    from datetime import UTC, datetime
+
+    from prefect.settings import PREFECT_API_URL
+
+    from minyi.sim.source_server import SourceServer, StaticFeed
+
+    api = PREFECT_API_URL.value()
+    feed = StaticFeed()
+    feed.data[("police110", DAY)] = [make_record(i, DAY) for i in range(30)]
+    with SourceServer(feed) as src:
+        _loop_config(
+            env, gateway, src.url_for("police110"), lease_seconds=60
+        )  # long enough for a loaded machine to start the second run
+        src.state("police110").page_delay = 1.0
+        args = ("run", "--date", DAY.isoformat(), "--as-of", "2026-11-22T09:05:00+08:00")
+        proc = _run(env, *args, api_url=api, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while not src.requests:  # the loop holds its lease and is pulling
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        assert env.scalar("SELECT COUNT(*) FROM run_leases") == 1  # the dead run lease stays ...
+        pulled = len(src.requests)
+
+        busy = _run(env, *args, api_url=api)
+        assert busy.returncode == 4, busy.stderr[:3000]
+        assert "already running" in busy.stderr.strip().splitlines()[-1]
+        assert len(src.requests) == pulled  # ... and the second run did nothing
+
+        expires = env.scalar("SELECT expires_at FROM run_leases")
+        left = (datetime.fromisoformat(str(expires)).replace(tzinfo=UTC) - datetime.now(UTC)).total_seconds()
+        assert left <= 60.5
+        time.sleep(max(left, 0) + 0.3)
+        src.state("police110").page_delay = 0
+        again = _run(env, *args, api_url=api)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert env.scalar("SELECT COUNT(*) FROM records") == 30
+    assert env.scalar("SELECT COUNT(*) FROM run_leases") == 0  # released at the end
+
+
+def test_a_second_run_while_the_first_lives_ends_with_exit_4_having_done_nothing_and_says_so_last(
+    env: Env, gateway: SmsGateway
+) -> None:
+    from minyi.sim.source_server import SourceServer, StaticFeed
+    from minyi.tasks.leases import held
+
+    feed = StaticFeed()
+    feed.data[("police110", DAY)] = [make_record(i, DAY) for i in range(5)]
+    with SourceServer(feed) as src:
+        _loop_config(env, gateway, src.url_for("police110"), lease_seconds=300)
+        with held(env.engine, f"daily-loop:{DAY.isoformat()}", "the first run", 300) as taken:
+            assert taken
+            # no Prefect server: the run starts Prefect's temporary server, whose shutdown logs a line
+            busy = _run(env, "run", "--date", DAY.isoformat(), "--as-of", "2026-11-22T09:05:00+08:00")
+        assert busy.returncode == 4, busy.stdout + busy.stderr
+        last = busy.stderr.strip().splitlines()[-1]
+        assert last.startswith("minyi: ") and "already running" in last, busy.stderr[-2000:]
+        assert src.requests == []
+    assert env.scalar("SELECT COUNT(*) FROM records") == 0
+    assert gateway.state.batches == []
