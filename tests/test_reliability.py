@@ -8,7 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -326,3 +326,51 @@ def test_a_second_run_while_the_first_lives_ends_with_exit_4_having_done_nothing
         assert src.requests == []
     assert env.scalar("SELECT COUNT(*) FROM records") == 0
     assert gateway.state.batches == []
+
+
+# --- claimed sends (SPEC §4) ---------------------------------------------------------------------------
+
+
+def test_two_relays_at_once_on_a_slow_gateway_post_each_message_id_exactly_once(env: Env, gateway: SmsGateway) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    rt = configure(env, gateway)  # batch_size 50
+    add_records(rt, [make_record(i, DAY) for i in range(400)])
+    plan(rt)
+    gateway.slow_seconds = 0.3  # a slow 09:00 loop still sending when the 09:15 sweep starts
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        loop = pool.submit(flush, rt, MORNING)
+        sweep = pool.submit(flush, rt, MORNING + timedelta(minutes=15))
+        done = [loop.result(), sweep.result()]
+    assert sum(d.sent for d in done) == 400 and all(d.sent > 0 for d in done)  # both relays worked ...
+    assert sum(d.duplicate for d in done) == 0
+    assert len(gateway.state.posts) == 400
+    assert gateway.posted_more_than_once() == {}  # ... on disjoint batches
+    assert env.scalar("SELECT COUNT(*) FROM followups WHERE sms_status = 'sent'") == 400
+    assert env.scalar("SELECT COUNT(*) FROM followups WHERE claim_owner IS NOT NULL") == 0
+
+
+def test_a_claim_whose_holder_died_is_taken_over_after_its_expiry_and_not_before(env: Env, gateway: SmsGateway) -> None:
+    import time
+
+    from sqlalchemy import text
+
+    from minyi.tasks.store import instant_param
+
+    rt = configure(env, gateway, claim_seconds=1)
+    add_records(rt, [make_record(i, DAY) for i in range(10)])
+    plan(rt)
+    with env.engine.begin() as conn:  # a relay that claimed the first 4 and died
+        conn.execute(
+            text(
+                "UPDATE followups SET claim_owner = 'dead', claim_expires_at = :until "
+                "WHERE id IN (SELECT id FROM followups ORDER BY id LIMIT 4)"
+            ),
+            {"until": instant_param(env.backend, datetime.now(UTC) + timedelta(seconds=1))},
+        )
+    first = flush(rt)
+    assert (first.sent, first.queued) == (6, 4)
+    time.sleep(1.2)
+    second = flush(rt, MORNING + timedelta(minutes=1))
+    assert (second.sent, second.queued) == (4, 0)
+    assert gateway.posted_more_than_once() == {}
