@@ -374,3 +374,38 @@ def test_a_claim_whose_holder_died_is_taken_over_after_its_expiry_and_not_before
     second = flush(rt, MORNING + timedelta(minutes=1))
     assert (second.sent, second.queued) == (4, 0)
     assert gateway.posted_more_than_once() == {}
+
+
+# --- log masking (PIPL) --------------------------------------------------------------------------------
+
+
+def test_landlines_in_free_text_are_masked_and_ordinary_numbers_are_not() -> None:
+    from minyi.tasks.masking import mask_text
+
+    assert mask_text("回拨 0532-88887777 或 053288887777") == "回拨 053*****7777 或 053*****7777"
+    assert mask_text("座机010 12345678") == "座机010****5678"
+    kept = "record 110-20261121-000123, 2026-11-21, 3.0532, batch 0012"
+    assert mask_text(kept) == kept
+
+
+def test_a_traceback_logged_with_exc_info_reaches_no_handler_with_a_number_in_it() -> None:
+    import io
+    import logging
+
+    from minyi.tasks.masking import install_log_masking
+
+    install_log_masking()
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger = logging.getLogger("minyi.test.masking")
+    logger.addHandler(handler)
+    try:
+        try:
+            raise ValueError("bad row for 13812345678 at 0532-88887777")
+        except ValueError:
+            logger.exception("failed")
+    finally:
+        logger.removeHandler(handler)
+    out = stream.getvalue()
+    assert "ValueError" in out and "138****5678" in out and "053*****7777" in out
+    assert "13812345678" not in out and "88887777" not in out
