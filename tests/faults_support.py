@@ -33,6 +33,16 @@ from tests.support import TZ, Env
 DAY = date(2026, 11, 23)  # a Monday
 SLACK_TOKEN = "xoxb-faults"
 LEASE_SECONDS = 3.0
+# What `make faults` prints at the end (tests/conftest.py): each figure is summed from asserts inside the tests.
+FIGURES: dict[str, Any] = {
+    "kills_survived": Counter(),  # per backend
+    "fault_kinds": set(),
+    "bad_inputs": Counter(),  # per table
+    "resent": 0,  # message_ids POSTed more than once, observed at the gateway
+    "resend_bound": 0,  # message_ids in flight (posted, not yet stored as sent) at the kills
+    "lost": 0,
+    "duplicates": 0,
+}
 CLAIM_SECONDS = 3.0
 
 
@@ -205,4 +215,14 @@ class World:
                 b=day,
             )
             assert report["overall"]["records"] == month_records
-        return {"lost": lost, "duplicates": dup, "sms": len(eligible), "posts": len(posts)}
+        resent = self.gateway.posted_more_than_once()
+        FIGURES["lost"] += lost
+        FIGURES["duplicates"] += dup
+        return {"lost": lost, "duplicates": dup, "sms": len(eligible), "posts": len(posts), "resent": len(resent)}
+
+    def in_flight(self) -> set[str]:
+        """message_ids the gateway was POSTed that the store does not (yet) have as sent or rejected."""
+        settled = {
+            r[0] for r in self.env.rows("SELECT message_id FROM followups WHERE sms_status IN ('sent', 'rejected')")
+        }
+        return set(self.gateway.state.posts) - settled

@@ -409,3 +409,36 @@ def test_a_traceback_logged_with_exc_info_reaches_no_handler_with_a_number_in_it
     out = stream.getvalue()
     assert "ValueError" in out and "138****5678" in out and "053*****7777" in out
     assert "13812345678" not in out and "88887777" not in out
+
+
+# --- what Prefect keeps (SPEC §14) ------------------------------------------------------------------
+
+
+def test_retention_deletes_operator_flow_runs_older_than_retention_days_from_prefect_and_keeps_the_rest(
+    env: Env, prefect_harness: None
+) -> None:
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.states import Completed
+
+    from minyi.flows.retention import OPERATOR_FLOWS, retention
+    from tests.support import config_toml
+
+    env.write_config(config_toml())
+
+    @flow(name="record-visit")
+    def fake_visit() -> None: ...
+
+    @flow(name="daily-loop")
+    def fake_loop() -> None: ...
+
+    with get_client(sync_client=True) as client:
+        visit = client.create_flow_run(fake_visit, parameters={"note": "市民 13812345678"}, state=Completed())
+        loop = client.create_flow_run(fake_loop, state=Completed())
+    assert "record-visit" in OPERATOR_FLOWS
+    # 200 days later (retention_days 180): the visit's run and its note are gone from Prefect; the loop's stays
+    result = retention(as_of=datetime.now(UTC) + timedelta(days=200))
+    assert result.operator_flow_runs >= 1
+    with get_client(sync_client=True) as client:
+        ids = {r.id for r in client.read_flow_runs(limit=200)}
+    assert visit.id not in ids and loop.id in ids
