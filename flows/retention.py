@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from prefect import flow, get_run_logger
 from pydantic import BaseModel
@@ -10,6 +10,10 @@ from pydantic import BaseModel
 from minyi.tasks.days import resolve_day
 from minyi.tasks.retention import apply_retention
 from minyi.tasks.runtime import load_runtime
+
+# Operator flows: Prefect keeps their parameters verbatim (a record, a note), so their runs are deleted from the
+# Prefect server once older than retention_days (SPEC §14). A new operator flow adds its name here.
+OPERATOR_FLOWS: tuple[str, ...] = ("record-visit", "report-order")
 
 
 class RetentionResult(BaseModel):
@@ -22,6 +26,8 @@ class RetentionResult(BaseModel):
     quarantined: int
     replies: int
     notes: int
+    rejected_replies: int = 0
+    operator_flow_runs: int = 0
 
 
 @flow(name="retention", flow_run_name="retention-{as_of}")
@@ -36,6 +42,16 @@ def retention(as_of: datetime | None = None) -> RetentionResult:
     _, now = resolve_day(None, as_of, rt.tz)
     days = rt.config.retention_days
     s = apply_retention(rt.engine, now, rt.tz, days)
+    before = now - timedelta(days=days)
+    rejected = delete_rejected_replies(rt, before)
+    runs = delete_operator_flow_runs(before)
+    get_run_logger().info(
+        "retention: %d rejected replies and %d operator flow runs (%s) older than %s deleted",
+        rejected,
+        runs,
+        ", ".join(OPERATOR_FLOWS),
+        before.isoformat(),
+    )
     get_run_logger().info(
         "retention: business dates before %s de-identified: %d date(s), %d records, %d follow-ups, "
         "%d quarantined rows, %d replies, %d notes",
@@ -57,4 +73,48 @@ def retention(as_of: datetime | None = None) -> RetentionResult:
         quarantined=s.quarantined,
         replies=s.replies,
         notes=s.notes,
+        rejected_replies=rejected,
+        operator_flow_runs=runs,
     )
+
+
+def delete_rejected_replies(rt: object, before: datetime) -> int:
+    """Refused replies carry a sender's number in their raw JSON: gone after retention_days like the rest."""
+    from sqlalchemy import text
+
+    from minyi.tasks.store import instant_param
+
+    engine = rt.engine  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        n = conn.execute(
+            text("DELETE FROM rejected_replies WHERE rejected_at < :before"),
+            {"before": instant_param(engine.dialect.name, before)},
+        ).rowcount
+    return max(n or 0, 0)
+
+
+def delete_operator_flow_runs(before: datetime, names: tuple[str, ...] = OPERATOR_FLOWS) -> int:
+    """Delete the runs of minyi's operator flows created before `before` from the Prefect server this runs against."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterExpectedStartTime,
+    )
+
+    deleted = 0
+    with get_client(sync_client=True) as client:
+        while True:
+            page = client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=list(names))),
+                flow_run_filter=FlowRunFilter(
+                    expected_start_time=FlowRunFilterExpectedStartTime(before_=before.astimezone(UTC))
+                ),
+                limit=200,
+            )
+            if not page:
+                return deleted
+            for run in page:
+                client.delete_flow_run(run.id)
+                deleted += 1

@@ -7,6 +7,7 @@ a second, not an ephemeral server's start-up.
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import date as _date
 from datetime import datetime as _datetime
@@ -44,9 +45,17 @@ AsOfOpt = Annotated[
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    """The refusal contract: one line on stderr, last, and a non-zero exit."""
+    """The refusal contract: one line on stderr, last, and a non-zero exit.
+
+    Last means last: what Prefect logs at exit ("Stopping temporary server", a failed final
+    event upload) would follow it, so once the line is out, stderr goes to /dev/null.
+    """
     sys.stdout.flush()
     typer.echo(f"minyi: {message}", err=True)
+    sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
     sys.exit(code)
 
 

@@ -139,6 +139,12 @@ class RobotConfig(_Strict):
     timeout_seconds: float = Field(15.0, gt=0)
 
 
+class GuardConfig(_Strict):
+    """The per-date run guard in the store (SPEC §6): a dead holder's lease expires within 5 minutes."""
+
+    lease_seconds: float = Field(300.0, gt=0, le=300)
+
+
 class IngestConfig(_Strict):
     """How sources are pulled; not in SPEC §2's example, documented in docs/configuration.md."""
 
@@ -196,6 +202,7 @@ class MinyiConfig(_Strict):
     wecom: RobotConfig = RobotConfig()
     dingtalk: RobotConfig = RobotConfig()
     ingest: IngestConfig = IngestConfig()
+    guard: GuardConfig = GuardConfig()
     sources: list[SourceConfig] = Field(default_factory=list)
     units: list[UnitConfig] = Field(default_factory=list)
 

@@ -6,14 +6,16 @@ call-centre visit list shows full numbers, because its readers must dial them.
 - `mask_phone` / `mask_name`: what a person may see (`138****5678`, `张*`).
 - `mask_text`: any mobile number inside free text (summaries, error messages,
   log lines), written plainly or with the separators citizens and upstream
-  systems use (`+86 138-1234-5678`, `138 1234 5678`).
+  systems use (`+86 138-1234-5678`, `138 1234 5678`), and landlines
+  (`0532-88887777` → `053*****7777`).
 - `phone_hmac`: a keyed pseudonym of a number, for joins and de-duplication
   where the number itself is not needed (de-identified rows after retention).
   The key comes from `MINYI_PII_KEY`; without it a documented demo key is used
   and a loud warning is logged once, because anyone who knows the demo key can
   test a guessed number against the pseudonym.
 - `install_log_masking`: every log record of the process passes through
-  `mask_text` before any handler (console, Prefect's API) sees it.
+  `mask_text` before any handler (console, Prefect's API) sees it, its
+  traceback (`exc_info`) and stack included.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ _MOBILE_IN_TEXT = re.compile(
     r"(?<![\d])(?:(?:\+|00)?86" + _DIGIT_GAP + r")?"
     r"(1[3-9]\d)" + _DIGIT_GAP + r"(\d{4})" + _DIGIT_GAP + r"(\d{4})(?![\d])"
 )
+# A landline (SPEC §4: 0 + area code + number), optionally with a separator after the area code.
+_LANDLINE_IN_TEXT = re.compile(r"(?<![\d.])(0\d{2,3})[ \-]?(\d{3,4})(\d{4})(?![\d])")
+_MAYBE_LANDLINE = re.compile(r"(?<![\d.])0\d{2,3}[ \-]?\d{7,8}(?![\d])")
 # Every match of _MOBILE_IN_TEXT holds its group 1 as is: text without it has no number to mask.
 # Why the pre-check: the full pattern backtracks at every position of a post, the pre-check is a
 # fraction of its cost, and the outbox masks every post (millions in a catch-up sweep); the
@@ -66,10 +71,17 @@ def mask_name(name: str | None) -> str:
 
 
 def mask_text(text: str) -> str:
-    """Mask any mobile number embedded in free text (summaries, error messages, log lines)."""
-    if not _MAYBE_MOBILE.search(text):
-        return text
-    return _MOBILE_IN_TEXT.sub(lambda m: f"{m.group(1)}****{m.group(3)}", text)
+    """Mask any mobile or landline number embedded in free text (summaries, error messages, log lines)."""
+    if _MAYBE_MOBILE.search(text):
+        text = _MOBILE_IN_TEXT.sub(lambda m: f"{m.group(1)}****{m.group(3)}", text)
+    if "0" in text and _MAYBE_LANDLINE.search(text):
+        text = _LANDLINE_IN_TEXT.sub(_mask_landline, text)
+    return text
+
+
+def _mask_landline(m: re.Match[str]) -> str:
+    digits = m.group(1) + m.group(2) + m.group(3)
+    return mask_phone(digits)
 
 
 def pii_key() -> bytes:
@@ -116,6 +128,13 @@ class _MaskingRecordFactory:
         masked = mask_text(message)
         if masked != message:  # untouched otherwise: some formatters (uvicorn's) read record.args
             record.msg, record.args = masked, None
+        if record.exc_info and record.exc_info[0] is not None:
+            # a traceback carries exception messages (and SQL errors their values): formatted and masked
+            # here, once, so no handler formats the raw one
+            record.exc_text = mask_text(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        if record.stack_info:
+            record.stack_info = mask_text(record.stack_info)
         return record
 
 

@@ -11,6 +11,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -93,3 +94,21 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The fault suite's figures (`make faults`), each summed from asserts inside the tests that produced it."""
+    import sys
+
+    support = sys.modules.get("tests.faults_support")
+    figures = getattr(support, "FIGURES", None)
+    if not figures or not any(figures.values()):
+        return
+    w = terminalreporter.write_line
+    w("")
+    w("fault-suite figures:")
+    w(f"  kills survived per backend: {dict(figures['kills_survived'])}")
+    w(f"  fault kinds ({len(figures['fault_kinds'])}): {sorted(figures['fault_kinds'])}")
+    w(f"  bad inputs per table: {dict(figures['bad_inputs'])} (total {sum(figures['bad_inputs'].values())})")
+    w(f"  re-sent message_ids observed: {figures['resent']} (bound: {figures['resend_bound']} in flight at the kills)")
+    w(f"  rows lost: {figures['lost']}, duplicates: {figures['duplicates']}")

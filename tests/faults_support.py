@@ -32,6 +32,18 @@ from tests.support import TZ, Env
 
 DAY = date(2026, 11, 23)  # a Monday
 SLACK_TOKEN = "xoxb-faults"
+LEASE_SECONDS = 3.0
+# What `make faults` prints at the end (tests/conftest.py): each figure is summed from asserts inside the tests.
+FIGURES: dict[str, Any] = {
+    "kills_survived": Counter(),  # per backend
+    "fault_kinds": set(),
+    "bad_inputs": Counter(),  # per table
+    "resent": 0,  # message_ids POSTed more than once, observed at the gateway
+    "resend_bound": 0,  # message_ids in flight (posted, not yet stored as sent) at the kills
+    "lost": 0,
+    "duplicates": 0,
+}
+CLAIM_SECONDS = 3.0
 
 
 def morning(day: date) -> datetime:
@@ -42,7 +54,14 @@ def config_text(source_url: str, sms_url: str, slack_url: str, **over: dict[str,
     text = demo_config_text(source_url, sms_url)
     ingest = {"page_size": 25, "backoff_seconds": 0.01, "max_backoff_seconds": 0.05, "timeout_seconds": 3}
     ingest.update(over.get("ingest", {}))
-    sms = {"batch_size": 25, "backoff_seconds": 0.01, "max_backoff_seconds": 0.05, "timeout_seconds": 3}
+    # short lease and claims: a killed run's hold on its date and on its batches expires for real, in seconds
+    sms = {
+        "batch_size": 25,
+        "backoff_seconds": 0.01,
+        "max_backoff_seconds": 0.05,
+        "timeout_seconds": 3,
+        "claim_seconds": CLAIM_SECONDS,
+    }
     sms.update(over.get("sms", {}))
     slack = {
         "api_url": slack_url,
@@ -61,7 +80,8 @@ def config_text(source_url: str, sms_url: str, slack_url: str, **over: dict[str,
     demo_notify = '[notify]\ndelivery = "files"  # the demo posts to markdown files under reports/outbox/\n'
     text = text.replace(demo_notify, table("notify", notify) + "\n" + table("slack", slack))
     text = text.replace("[sms]\n", table("sms", sms), 1)
-    return text.replace("[clock]\n", table("ingest", ingest) + "\n[clock]\n", 1)
+    guard = table("guard", {"lease_seconds": LEASE_SECONDS})
+    return text.replace("[clock]\n", table("ingest", ingest) + "\n" + guard + "\n[clock]\n", 1)
 
 
 @dataclass
@@ -137,15 +157,18 @@ class World:
         return True
 
     def expire_lease(self, day: date) -> None:
-        """What LEASE_SECONDS (5 min) of waiting does after a SIGKILL: the dead run's hold on the date goes."""
-        from prefect.client.orchestration import get_client
-        from prefect.exceptions import ObjectNotFound
+        """Wait until the dead run's lease on the date and its send claims have expired (short in this config)."""
+        import time as clock
+        from datetime import UTC
 
-        with get_client(sync_client=True) as client:
-            try:
-                client.delete_global_concurrency_limit_by_name(f"daily-loop:{day.isoformat()}")
-            except ObjectNotFound:
-                pass
+        latest = [
+            self.env.scalar("SELECT MAX(expires_at) FROM run_leases WHERE key = :k", k=f"daily-loop:{day.isoformat()}"),
+            self.env.scalar("SELECT MAX(claim_expires_at) FROM followups"),
+        ]
+        for when in latest:
+            if when is not None:
+                until = datetime.fromisoformat(str(when)).replace(tzinfo=UTC)
+                clock.sleep(max((until - datetime.now(UTC)).total_seconds(), 0) + 0.2)
 
     def answer_and_open_orders(self, day: date) -> None:
         """Citizens reply to the day's SMS; the noon sweep opens orders for the dissatisfied."""
@@ -194,4 +217,14 @@ class World:
                 b=day,
             )
             assert report["overall"]["records"] == month_records
-        return {"lost": lost, "duplicates": dup, "sms": len(eligible), "posts": len(posts)}
+        resent = self.gateway.posted_more_than_once()
+        FIGURES["lost"] += lost
+        FIGURES["duplicates"] += dup
+        return {"lost": lost, "duplicates": dup, "sms": len(eligible), "posts": len(posts), "resent": len(resent)}
+
+    def in_flight(self) -> set[str]:
+        """message_ids the gateway was POSTed that the store does not (yet) have as sent or rejected."""
+        settled = {
+            r[0] for r in self.env.rows("SELECT message_id FROM followups WHERE sms_status IN ('sent', 'rejected')")
+        }
+        return set(self.gateway.state.posts) - settled

@@ -22,6 +22,7 @@ from minyi.tasks.intake import Accepted, Quarantined, intake
 from minyi.tasks.lifecycle import parse_ref
 from minyi.tasks.phones import normalise_phone
 from minyi.tasks.replies import parse_reply
+from tests.faults_support import FIGURES
 from tests.support import TZ, Env, make_record
 
 DAY = date(2026, 11, 21)
@@ -52,7 +53,7 @@ RECORD = st.builds(
     st.sets(st.sampled_from(RECORD_FIELDS), max_size=3),
 )
 ANY_ROW = st.one_of(RECORD, JSON)
-TALLY: dict[str, int] = {"records": 0, "replies": 0, "cli": 0, "config": 0}
+TALLY = FIGURES["bad_inputs"]  # per table / input kind, printed by `make faults` (tests/conftest.py)
 FULL = os.environ.get("MINYI_FAULTS_FULL") == "1"  # `make faults`: ten times the examples
 FAST = settings(max_examples=3000 if FULL else 300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -333,7 +334,26 @@ def test_a_page_of_strange_replies_is_stored_whole_and_the_cursor_moves_on(
     assert env.scalar("SELECT cursor FROM sms_cursors") == "c:60"
 
 
-def test_zz_bad_input_tally(capsys: pytest.CaptureFixture[str]) -> None:
-    """Print how many bad inputs of each kind this session tried."""
-    with capsys.disabled():
-        print(f"\nbad inputs tried: {TALLY} (total {sum(TALLY.values())})")
+@settings(
+    max_examples=20 if os.environ.get("MINYI_FAULTS_FULL") == "1" else 3,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
+@given(
+    st.lists(
+        st.one_of(st.none(), st.integers(), WEIRD_TEXT, st.dictionaries(WEIRD_TEXT, WEIRD_TEXT, max_size=5)),
+        min_size=10,
+        max_size=40,
+    )
+)
+def test_any_replies_page_is_applied_or_rejected_reply_by_reply_never_raised(env: Env, items: list[Any]) -> None:
+    from datetime import UTC, datetime
+
+    from minyi.tasks.replies import split_page, store_reply_page
+
+    as_of = datetime(2026, 11, 22, 11, tzinfo=UTC)
+    good, bad = split_page(items, as_of)
+    summary = store_reply_page(env.engine, good, "c:x", as_of, bad)
+    TALLY["sms_replies"] += len(items)
+    assert summary.fetched == len(items) and summary.rejected == len(bad)
+    assert env.scalar("SELECT cursor FROM sms_cursors") == "c:x"

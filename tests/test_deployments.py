@@ -140,8 +140,10 @@ def test_a_second_daily_loop_for_a_date_still_running_is_cancelled_and_pulls_not
     assert env.scalar("SELECT COUNT(*) FROM records") == 0
 
 
-def test_the_lease_of_one_business_date_does_not_hold_up_another_or_outlive_its_run(prefect_harness: None) -> None:
+def test_the_lease_of_one_business_date_does_not_hold_up_another_or_outlive_its_run(env: Env) -> None:
     from minyi.flows.exclusive import AlreadyRunning, exclusive
+
+    env.write_config(config_toml())
 
     with exclusive("daily-loop:2026-11-20"), exclusive("daily-loop:2026-11-21"):
         with pytest.raises(AlreadyRunning), exclusive("daily-loop:2026-11-20"):

@@ -39,7 +39,8 @@ def test_a_mobile_number_in_free_text_is_masked_however_it_is_written(written: s
 
 
 def test_longer_digit_runs_and_landlines_are_not_mistaken_for_mobiles() -> None:
-    assert mask_text("工单 1381234567890 座机 0532-12345678") == "工单 1381234567890 座机 0532-12345678"
+    # a landline is masked as a landline (first 3, last 4), not taken for a mobile
+    assert mask_text("工单 1381234567890 座机 0532-12345678") == "工单 1381234567890 座机 053*****5678"
 
 
 def test_every_log_record_is_masked_before_any_handler_sees_it(caplog: pytest.LogCaptureFixture) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -195,3 +195,250 @@ def test_a_17_mib_replies_page_is_refused_with_peak_memory_bounded(env: Env, gat
     assert failed == "True"
     assert int(grown_kib) < 8 * 1024  # the 17 MiB answer was never held whole (reading it would add ≥ 17 MiB)
     assert env.scalar("SELECT COUNT(*) FROM sms_replies") == 0
+
+
+# --- the per-date guard in the store (SPEC §6) -----------------------------------------------------
+
+
+def test_a_lease_is_taken_once_renewed_by_its_holder_and_taken_over_only_after_expiry(env: Env) -> None:
+    import time
+
+    from minyi.tasks.leases import release_lease, renew_lease, take_lease
+
+    key = "daily-loop:2026-11-21"
+    assert take_lease(env.engine, key, "first", 1.0)
+    assert not take_lease(env.engine, key, "second", 1.0)  # held: nothing changes
+    assert env.scalar("SELECT holder FROM run_leases WHERE key = :k", k=key) == "first"
+    assert take_lease(env.engine, "daily-loop:2026-11-22", "second", 1.0)  # another date is another key
+    assert renew_lease(env.engine, key, "first", 1.0)
+    time.sleep(1.2)  # the first holder died: no renewal
+    assert take_lease(env.engine, key, "second", 60.0)
+    assert not renew_lease(env.engine, key, "first", 1.0)  # the dead holder cannot take it back
+    release_lease(env.engine, key, "first")  # nor release what is no longer its
+    assert env.scalar("SELECT holder FROM run_leases WHERE key = :k", k=key) == "second"
+    release_lease(env.engine, key, "second")
+    assert take_lease(env.engine, key, "third", 1.0)
+
+
+def test_a_held_lease_is_renewed_while_its_run_lives_and_released_at_its_end(env: Env) -> None:
+    import time
+
+    from minyi.tasks.leases import held, take_lease
+
+    key = "daily-loop:2026-11-21"
+    with held(env.engine, key, "runner", 0.6) as taken:
+        assert taken
+        time.sleep(1.5)  # longer than the lease: only the heartbeat keeps it
+        assert not take_lease(env.engine, key, "other", 0.6)
+    assert env.scalar("SELECT COUNT(*) FROM run_leases") == 0
+
+
+def _loop_config(env: Env, gateway: SmsGateway, source_url: str, lease_seconds: float) -> None:
+    from tests.support import config_toml
+
+    env.write_config(
+        config_toml(
+            {"police110": source_url},
+            sections={
+                "sms": {"url": gateway.url, "backoff_seconds": 0.01},
+                "ingest": {"page_size": 10},
+                "guard": {"lease_seconds": lease_seconds},
+            },
+        )
+    )
+
+
+def _run(env: Env, *args: str, api_url: str | None = None, **popen: Any) -> Any:
+    cli_env = {**env.cli_env()}
+    cli_env.pop("PREFECT_API_URL", None)
+    if api_url:
+        cli_env["PREFECT_API_URL"] = api_url
+    cmd = [sys.executable, "-m", "minyi.cli", *args]
+    if popen:
+        return subprocess.Popen(cmd, env=cli_env, start_new_session=True, **popen)
+    return subprocess.run(cmd, env=cli_env, capture_output=True, text=True, timeout=300)
+
+
+def test_a_killed_daily_loop_s_date_runs_again_once_its_lease_expires(
+    env: Env, gateway: SmsGateway, prefect_harness: None
+) -> None:
+    import os
+    import signal
+    import time
+    from datetime import UTC, datetime
+
+    from prefect.settings import PREFECT_API_URL
+
+    from minyi.sim.source_server import SourceServer, StaticFeed
+
+    api = PREFECT_API_URL.value()
+    feed = StaticFeed()
+    feed.data[("police110", DAY)] = [make_record(i, DAY) for i in range(30)]
+    with SourceServer(feed) as src:
+        _loop_config(
+            env, gateway, src.url_for("police110"), lease_seconds=60
+        )  # long enough for a loaded machine to start the second run
+        src.state("police110").page_delay = 1.0
+        args = ("run", "--date", DAY.isoformat(), "--as-of", "2026-11-22T09:05:00+08:00")
+        proc = _run(env, *args, api_url=api, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while not src.requests:  # the loop holds its lease and is pulling
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        assert env.scalar("SELECT COUNT(*) FROM run_leases") == 1  # the dead run lease stays ...
+        pulled = len(src.requests)
+
+        busy = _run(env, *args, api_url=api)
+        assert busy.returncode == 4, busy.stderr[:3000]
+        assert "already running" in busy.stderr.strip().splitlines()[-1]
+        assert len(src.requests) == pulled  # ... and the second run did nothing
+
+        expires = env.scalar("SELECT expires_at FROM run_leases")
+        left = (datetime.fromisoformat(str(expires)).replace(tzinfo=UTC) - datetime.now(UTC)).total_seconds()
+        assert left <= 60.5
+        time.sleep(max(left, 0) + 0.3)
+        src.state("police110").page_delay = 0
+        again = _run(env, *args, api_url=api)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert env.scalar("SELECT COUNT(*) FROM records") == 30
+    assert env.scalar("SELECT COUNT(*) FROM run_leases") == 0  # released at the end
+
+
+def test_a_second_run_while_the_first_lives_ends_with_exit_4_having_done_nothing_and_says_so_last(
+    env: Env, gateway: SmsGateway
+) -> None:
+    from minyi.sim.source_server import SourceServer, StaticFeed
+    from minyi.tasks.leases import held
+
+    feed = StaticFeed()
+    feed.data[("police110", DAY)] = [make_record(i, DAY) for i in range(5)]
+    with SourceServer(feed) as src:
+        _loop_config(env, gateway, src.url_for("police110"), lease_seconds=300)
+        with held(env.engine, f"daily-loop:{DAY.isoformat()}", "the first run", 300) as taken:
+            assert taken
+            # no Prefect server: the run starts Prefect's temporary server, whose shutdown logs a line
+            busy = _run(env, "run", "--date", DAY.isoformat(), "--as-of", "2026-11-22T09:05:00+08:00")
+        assert busy.returncode == 4, busy.stdout + busy.stderr
+        last = busy.stderr.strip().splitlines()[-1]
+        assert last.startswith("minyi: ") and "already running" in last, busy.stderr[-2000:]
+        assert src.requests == []
+    assert env.scalar("SELECT COUNT(*) FROM records") == 0
+    assert gateway.state.batches == []
+
+
+# --- claimed sends (SPEC §4) ---------------------------------------------------------------------------
+
+
+def test_two_relays_at_once_on_a_slow_gateway_post_each_message_id_exactly_once(env: Env, gateway: SmsGateway) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    rt = configure(env, gateway)  # batch_size 50
+    add_records(rt, [make_record(i, DAY) for i in range(400)])
+    plan(rt)
+    gateway.slow_seconds = 0.3  # a slow 09:00 loop still sending when the 09:15 sweep starts
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        loop = pool.submit(flush, rt, MORNING)
+        sweep = pool.submit(flush, rt, MORNING + timedelta(minutes=15))
+        done = [loop.result(), sweep.result()]
+    assert sum(d.sent for d in done) == 400 and all(d.sent > 0 for d in done)  # both relays worked ...
+    assert sum(d.duplicate for d in done) == 0
+    assert len(gateway.state.posts) == 400
+    assert gateway.posted_more_than_once() == {}  # ... on disjoint batches
+    assert env.scalar("SELECT COUNT(*) FROM followups WHERE sms_status = 'sent'") == 400
+    assert env.scalar("SELECT COUNT(*) FROM followups WHERE claim_owner IS NOT NULL") == 0
+
+
+def test_a_claim_whose_holder_died_is_taken_over_after_its_expiry_and_not_before(env: Env, gateway: SmsGateway) -> None:
+    import time
+
+    from sqlalchemy import text
+
+    from minyi.tasks.store import instant_param
+
+    rt = configure(env, gateway, claim_seconds=1)
+    add_records(rt, [make_record(i, DAY) for i in range(10)])
+    plan(rt)
+    with env.engine.begin() as conn:  # a relay that claimed the first 4 and died
+        conn.execute(
+            text(
+                "UPDATE followups SET claim_owner = 'dead', claim_expires_at = :until "
+                "WHERE id IN (SELECT id FROM followups ORDER BY id LIMIT 4)"
+            ),
+            {"until": instant_param(env.backend, datetime.now(UTC) + timedelta(seconds=1))},
+        )
+    first = flush(rt)
+    assert (first.sent, first.queued) == (6, 4)
+    time.sleep(1.2)
+    second = flush(rt, MORNING + timedelta(minutes=1))
+    assert (second.sent, second.queued) == (4, 0)
+    assert gateway.posted_more_than_once() == {}
+
+
+# --- log masking (PIPL) --------------------------------------------------------------------------------
+
+
+def test_landlines_in_free_text_are_masked_and_ordinary_numbers_are_not() -> None:
+    from minyi.tasks.masking import mask_text
+
+    assert mask_text("回拨 0532-88887777 或 053288887777") == "回拨 053*****7777 或 053*****7777"
+    assert mask_text("座机010 12345678") == "座机010****5678"
+    kept = "record 110-20261121-000123, 2026-11-21, 3.0532, batch 0012"
+    assert mask_text(kept) == kept
+
+
+def test_a_traceback_logged_with_exc_info_reaches_no_handler_with_a_number_in_it() -> None:
+    import io
+    import logging
+
+    from minyi.tasks.masking import install_log_masking
+
+    install_log_masking()
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    logger = logging.getLogger("minyi.test.masking")
+    logger.addHandler(handler)
+    try:
+        try:
+            raise ValueError("bad row for 13812345678 at 0532-88887777")
+        except ValueError:
+            logger.exception("failed")
+    finally:
+        logger.removeHandler(handler)
+    out = stream.getvalue()
+    assert "ValueError" in out and "138****5678" in out and "053*****7777" in out
+    assert "13812345678" not in out and "88887777" not in out
+
+
+# --- what Prefect keeps (SPEC §14) ------------------------------------------------------------------
+
+
+def test_retention_deletes_operator_flow_runs_older_than_retention_days_from_prefect_and_keeps_the_rest(
+    env: Env, prefect_harness: None
+) -> None:
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.states import Completed
+
+    from minyi.flows.retention import OPERATOR_FLOWS, retention
+    from tests.support import config_toml
+
+    env.write_config(config_toml())
+
+    @flow(name="record-visit")
+    def fake_visit() -> None: ...
+
+    @flow(name="daily-loop")
+    def fake_loop() -> None: ...
+
+    with get_client(sync_client=True) as client:
+        visit = client.create_flow_run(fake_visit, parameters={"note": "市民 13812345678"}, state=Completed())
+        loop = client.create_flow_run(fake_loop, state=Completed())
+    assert "record-visit" in OPERATOR_FLOWS
+    # 200 days later (retention_days 180): the visit's run and its note are gone from Prefect; the loop's stays
+    result = retention(as_of=datetime.now(UTC) + timedelta(days=200))
+    assert result.operator_flow_runs >= 1
+    with get_client(sync_client=True) as client:
+        ids = {r.id for r in client.read_flow_runs(limit=200)}
+    assert visit.id not in ids and loop.id in ids

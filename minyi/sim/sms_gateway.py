@@ -61,6 +61,7 @@ class GatewayState:
     answers: list[tuple[str, str]] = field(default_factory=list)  # (message_id, status) in answer order
     replies: list[Any] = field(default_factory=list)  # GatewayReply, or anything else served as given
     posts: Counter[str] = field(default_factory=Counter)  # every POST of every message_id, duplicates included
+    held: list[str] = field(default_factory=list)  # the batch held (and refused) before it was taken
     reply_requests: list[dict[str, str]] = field(default_factory=list)
     faults: deque[GatewayFault] = field(default_factory=deque)
     reject: set[str] = field(default_factory=set)
@@ -81,6 +82,9 @@ class SmsGateway(LoopbackServer):
         self.stall_next = False
         self.stalled = threading.Event()
         self.release = threading.Event()
+        # The next batch is held before the gateway takes it, then refused 503 unrecorded: a run killed
+        # while it waits died before its send (the "outbox-before-send" point).
+        self.hold_before_accept = False
         self.slow_seconds = 0.0  # every batch answer waits this long (a slow gateway)
         self.pad_bytes = 0  # the next answer (batch or replies) carries this much padding (an oversized answer)
 
@@ -92,6 +96,11 @@ class SmsGateway(LoopbackServer):
     def reject_numbers(self, *numbers: str) -> None:
         with self.lock:
             self.state.reject.update(numbers)
+
+    def hold_next_batch_before_accepting(self) -> None:
+        self.hold_before_accept = True
+        self.stalled.clear()
+        self.release.clear()
 
     def stall_next_batch(self) -> None:
         self.stall_next = True
@@ -179,6 +188,12 @@ class _Handler(QuietHandler):
         except Exception:
             return self.send_body(400, b'{"error":"body must be {\\"messages\\": [...]}"}')
         app = self.app
+        if app.hold_before_accept:
+            app.hold_before_accept = False
+            app.state.held = [str(m.get("message_id")) for m in messages]
+            app.stalled.set()
+            app.release.wait(120)
+            return self.send_body(503, b'{"error":"not taken"}')
         results: list[dict[str, Any]] = []
         now = time.monotonic()
         with app.lock:
