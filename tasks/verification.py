@@ -20,7 +20,7 @@ in no follow-up metric.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import BigInteger, String, text
@@ -110,13 +110,31 @@ def send_verifications(engine: Engine, cfg: MinyiConfig, client: Any, as_of: dat
         )
     if not in_send_window(as_of, cfg):
         return out
+    # Claimed before sending (SPEC §4: concurrent runs never post one message twice): `sending` with the claim's
+    # wall-clock instant in sent_at; a claim older than [sms] claim_seconds belongs to a dead run and is taken over.
+    wall = datetime.now(UTC)
+    claim, stale = instant_param(d, wall), instant_param(d, wall - timedelta(seconds=cfg.sms.claim_seconds))
     with engine.connect() as conn:
-        rows = conn.execute(
+        candidates = conn.execute(
             text(
                 "SELECT v.id, v.message_id, v.phone_norm, COALESCE(u.name, v.unit_code) FROM verifications v "
-                "LEFT JOIN units u ON u.code = v.unit_code WHERE v.status = 'queued' ORDER BY v.id"
-            )
+                "LEFT JOIN units u ON u.code = v.unit_code "
+                "WHERE v.status = 'queued' OR (v.status = 'sending' AND v.sent_at < :stale) ORDER BY v.id"
+            ),
+            {"stale": stale},
         ).all()
+    rows = []
+    with engine.begin() as conn:
+        for row in candidates:
+            took = conn.execute(
+                text(
+                    "UPDATE verifications SET status = 'sending', sent_at = :claim WHERE id = :id "
+                    "AND (status = 'queued' OR (status = 'sending' AND sent_at < :stale))"
+                ),
+                {"claim": claim, "stale": stale, "id": row[0]},
+            ).rowcount
+            if took == 1:
+                rows.append(row)
     signature = cfg.sms.signature
     for start in range(0, len(rows), max(client.batch_size, 1)):
         batch = rows[start : start + client.batch_size]
@@ -134,6 +152,10 @@ def send_verifications(engine: Engine, cfg: MinyiConfig, client: Any, as_of: dat
                 elif got == "rejected":
                     conn.execute(text("UPDATE verifications SET status = 'rejected' WHERE id = :id"), {"id": vid})
                     out["rejected"] += 1
+                else:  # no answer for it: back in the queue for the next run
+                    conn.execute(
+                        text("UPDATE verifications SET status = 'queued', sent_at = NULL WHERE id = :id"), {"id": vid}
+                    )
     return out
 
 
