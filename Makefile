@@ -8,7 +8,7 @@ export GX_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 export PREFECT_HOME ?= $(CURDIR)/.minyi/prefect
 
-.PHONY: install demo test test-fast lint format faults bench bench-matrix migration clean
+.PHONY: install demo chart ui-check test test-fast lint format faults bench bench-matrix migration clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,16 @@ install: $(STAMP)
 
 demo: install
 	$(BIN)/minyi demo
+
+# The chart a duty officer sees (README): the demo month's last assessment chart, copied under docs/.
+chart: demo
+	cp $${MINYI_REPORTS_DIR:-reports}/2026-11-13/assessment.png docs/chart.png
+
+# The operator UI in a real browser (not part of `make test`): needs Debian's Chromium,
+# `apt-get update && apt-get install -y chromium`; screenshots under reports/ui/.
+ui-check: install
+	$(BIN)/python -c "import playwright" 2>/dev/null || $(BIN)/python -m pip install --quiet -c constraints.txt playwright
+	$(BIN)/python -m tests.ui_check
 
 # Every store test runs on SQLite and on PostgreSQL (MINYI_TEST_PG_URL, default the local server).
 test: install

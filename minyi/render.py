@@ -179,7 +179,7 @@ def render_status(status: object, tz: object, width: int | None = None) -> str:
             runs.add_row(kind, "-", "-", "-", "未运行 never", "")
         else:
             day = r.business_date.isoformat() if r.business_date else "-"
-            runs.add_row(kind, day, local(r.as_of), local(r.finished_at), r.outcome, (r.detail or "")[:60])
+            runs.add_row(kind, day, local(r.as_of), local(r.finished_at), r.outcome, (r.detail or "")[:160])
     console.print(runs)
 
     queue = Table(title="待办 waiting", title_justify="left")
