@@ -158,7 +158,7 @@ def throwaway_store(db: str) -> Iterator[str]:
     try:
         yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     finally:
-        from minyi.tasks.store import dispose_engines
+        from minyi.tasks.store.engine import dispose_engines
 
         dispose_engines()
         with admin.connect() as conn:

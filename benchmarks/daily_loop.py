@@ -121,7 +121,7 @@ def main() -> None:
             from prefect import flow
 
             from minyi.flows.daily_loop import daily_loop
-            from minyi.tasks.store import get_engine, upgrade
+            from minyi.tasks.store.engine import get_engine, upgrade
 
             upgrade(get_engine(url))
 
@@ -135,7 +135,7 @@ def main() -> None:
                 warm_up()
             load_before = os.getloadavg()[0]
             t0 = time.perf_counter()
-            with ChildPeakRss("minyi.tasks.ingest_worker") as workers, TreeRss(stand_ins) as tree:
+            with ChildPeakRss("minyi.tasks.stages.ingest_worker") as workers, TreeRss(stand_ins) as tree:
                 state = daily_loop(business_date=DAY, as_of=AS_OF, return_state=True)
             loop_seconds = time.perf_counter() - t0
             rss = peak_rss_mib()

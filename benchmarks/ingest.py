@@ -34,7 +34,7 @@ def _config(url: str) -> str:
 
 def baseline_seconds(engine_url: str) -> float:
     """Insert the stored rows again, the fastest plain way the database offers, and time only that."""
-    from minyi.tasks.store import get_engine
+    from minyi.tasks.store.engine import get_engine
 
     engine = get_engine(engine_url)
     cols = (
@@ -88,7 +88,7 @@ def main() -> None:
         from prefect import flow
 
         from minyi.flows.ingest import ingest
-        from minyi.tasks.store import get_engine, upgrade
+        from minyi.tasks.store.engine import get_engine, upgrade
 
         upgrade(get_engine(url))
 
@@ -102,8 +102,8 @@ def main() -> None:
         summary = ingest(business_date=day, as_of=as_of)
         flow_seconds = time.perf_counter() - t0
         load_after = os.getloadavg()[0]
-        from minyi.tasks.ingest import ingest_workers
         from minyi.tasks.runtime import load_runtime
+        from minyi.tasks.stages.ingest import ingest_workers
 
         workers = ingest_workers(load_runtime(), len(summary.sources))
         fetched = sum(p.fetched for p in summary.sources)

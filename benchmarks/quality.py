@@ -47,9 +47,9 @@ channel = "C0SNPS01"
 
 
 def load(url: str, records: int, history_days: int) -> float:
-    from minyi.tasks.intake import Accepted
-    from minyi.tasks.record_store import store_page
-    from minyi.tasks.store import get_engine, upgrade
+    from minyi.tasks.rules.intake import Accepted
+    from minyi.tasks.store.engine import get_engine, upgrade
+    from minyi.tasks.store.records import store_page
 
     engine = get_engine(url)
     upgrade(engine)
@@ -89,8 +89,8 @@ def measure(url: str, reports: str, baseline: bool) -> None:
     import great_expectations  # noqa: F401  (the imports are part of the baseline)
     import prefect  # noqa: F401
 
-    from minyi.tasks.quality import record_day, report_dir_for, validate_day
     from minyi.tasks.runtime import load_runtime
+    from minyi.tasks.stages.quality import record_day, report_dir_for, validate_day
 
     imported = time.perf_counter() - started
     out = {"imports_s": round(imported, 2)}
@@ -162,7 +162,7 @@ def main() -> None:
         if admin is not None:
             from sqlalchemy import text
 
-            from minyi.tasks.store import dispose_engines
+            from minyi.tasks.store.engine import dispose_engines
 
             dispose_engines()
             with admin.connect() as conn:

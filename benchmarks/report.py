@@ -18,9 +18,9 @@ from pathlib import Path
 
 from minyi.sim.city import UNITS
 from minyi.tasks.config import TargetsConfig
-from minyi.tasks.kpis import compute_assessment
-from minyi.tasks.reports import rectification, report_paths, write_reports
-from minyi.tasks.store import get_engine, instant_param, raw_transaction, upgrade
+from minyi.tasks.stages.kpis import compute_assessment
+from minyi.tasks.stages.reports import rectification, report_paths, write_reports
+from minyi.tasks.store.engine import get_engine, instant_param, raw_transaction, upgrade
 
 TZ_NAME = "Asia/Shanghai"
 

@@ -32,9 +32,9 @@ CHUNK = 5000
 
 
 def _load(url: str, n: int) -> None:
-    from minyi.tasks.intake import Accepted
-    from minyi.tasks.record_store import store_page
-    from minyi.tasks.store import get_engine
+    from minyi.tasks.rules.intake import Accepted
+    from minyi.tasks.store.engine import get_engine
+    from minyi.tasks.store.records import store_page
 
     engine = get_engine(url)
     base = datetime(2026, 11, 21, 8, 0, tzinfo=TZ)
@@ -83,11 +83,11 @@ def main() -> None:
             )
             os.environ["MINYI_CONFIG"] = str(cfg)
             os.environ["MINYI_DATABASE_URL"] = url
-            from minyi.tasks.eligibility import plan_followups
             from minyi.tasks.runtime import load_runtime
-            from minyi.tasks.sms import GatewayClient, flush_outbox
-            from minyi.tasks.store import upgrade
-            from minyi.tasks.units import sync_units
+            from minyi.tasks.stages.eligibility import plan_followups
+            from minyi.tasks.stages.sms import GatewayClient, flush_outbox
+            from minyi.tasks.store.engine import upgrade
+            from minyi.tasks.store.units import sync_units
 
             rt = load_runtime(check_store=False)
             upgrade(rt.engine)

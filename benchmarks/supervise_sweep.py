@@ -73,9 +73,9 @@ def _load(engine: Any, table: str, columns: list[str], rows: Iterator[tuple]) ->
 
 
 def load_orders(url: str, n: int) -> None:
-    from minyi.tasks.calendar import load_calendar
-    from minyi.tasks.clocks import due_instant
-    from minyi.tasks.store import get_engine, instant_param
+    from minyi.tasks.rules.calendar import load_calendar
+    from minyi.tasks.rules.clocks import due_instant
+    from minyi.tasks.store.engine import get_engine, instant_param
 
     engine = get_engine(url)
     d = engine.dialect.name
@@ -168,8 +168,8 @@ def load_orders(url: str, n: int) -> None:
 
 def timed_sweep(url: str, as_of: datetime) -> tuple[float, dict[str, int]]:
     from minyi.tasks.config import load_config
-    from minyi.tasks.escalation import run_escalations
-    from minyi.tasks.store import get_engine
+    from minyi.tasks.stages.escalation import run_escalations
+    from minyi.tasks.store.engine import get_engine
 
     engine = get_engine(url)
     cfg = load_config()
@@ -181,8 +181,8 @@ def timed_sweep(url: str, as_of: datetime) -> tuple[float, dict[str, int]]:
 
 def timed_refresh(url: str) -> tuple[float, int]:
     from minyi.tasks.config import load_config
-    from minyi.tasks.orders import clock_calendar, refresh_dues
-    from minyi.tasks.store import get_engine
+    from minyi.tasks.stages.orders import clock_calendar, refresh_dues
+    from minyi.tasks.store.engine import get_engine
 
     engine = get_engine(url)
     cfg = load_config()
@@ -211,8 +211,8 @@ def main() -> None:
         cfg_path.write_text(_config(), encoding="utf-8")
         os.environ.update(MINYI_CONFIG=str(cfg_path), MINYI_DATABASE_URL=url)
         from minyi.tasks.config import load_config
-        from minyi.tasks.store import get_engine, upgrade
-        from minyi.tasks.units import sync_units
+        from minyi.tasks.store.engine import get_engine, upgrade
+        from minyi.tasks.store.units import sync_units
 
         engine = get_engine(url)
         upgrade(engine)

@@ -94,8 +94,8 @@ def _optional(annotation: Any) -> Any | None:
 
 
 def _convert(kind: str, name: str, value: Any) -> Any:
-    from minyi.tasks.days import parse_date, parse_instant
     from minyi.tasks.errors import InputError
+    from minyi.tasks.rules.days import parse_date, parse_instant
 
     if isinstance(value, FieldInfo):  # a default the engine did not resolve
         value = value.default

@@ -18,8 +18,8 @@ from pydantic import BaseModel
 
 from minyi.flows.daily_loop import LoopSummary, daily_loop
 from minyi.flows.exclusive import AlreadyRunning
-from minyi.tasks.days import date_range, now
 from minyi.tasks.errors import InputError
+from minyi.tasks.rules.days import date_range, now
 
 MAX_DAYS = 366
 # Set by `minyi backfill` in its own process for its progress bar: called with each date once it is done.

@@ -30,10 +30,10 @@ from minyi.flows.report import ReportSummary, report_stage
 from minyi.flows.run_hooks import hooks
 from minyi.flows.supervise import SuperviseSummary, supervise_stage
 from minyi.flows.warnings import WarningsSummary, warnings_stage
-from minyi.tasks.days import resolve_day
-from minyi.tasks.ingest import IngestSummary
-from minyi.tasks.quality import QualitySummary
+from minyi.tasks.rules.days import resolve_day
 from minyi.tasks.runtime import load_runtime
+from minyi.tasks.stages.ingest import IngestSummary
+from minyi.tasks.stages.quality import QualitySummary
 
 T = TypeVar("T")
 

@@ -9,8 +9,8 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from minyi.tasks.days import now as wall_clock
-from minyi.tasks.notify.engine import DeliverySummary, deliver, mark_for_resend, select_for_resend
+from minyi.tasks.adapters.notify.engine import DeliverySummary, deliver, mark_for_resend, select_for_resend
+from minyi.tasks.rules.days import now as wall_clock
 from minyi.tasks.runtime import load_runtime
 
 

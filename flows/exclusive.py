@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from minyi.tasks.errors import MinyiError
-from minyi.tasks.leases import held, new_holder
 from minyi.tasks.runtime import load_runtime
+from minyi.tasks.store.leases import held, new_holder
 
 
 class AlreadyRunning(MinyiError):

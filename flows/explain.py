@@ -15,8 +15,8 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from pydantic import Field
 
-from minyi.tasks.kpis import explain_count
 from minyi.tasks.runtime import load_runtime
+from minyi.tasks.stages.kpis import explain_count
 
 Metric = Literal[
     "records",
@@ -52,7 +52,7 @@ def explain_flow(
 
     The last line is `UNIT_CODE METRIC = N`, N equal to the count in assessment.json.
     """
-    from minyi.tasks.days import parse_date, parse_instant, resolve_day
+    from minyi.tasks.rules.days import parse_date, parse_instant, resolve_day
 
     rt = load_runtime()
     day, now = resolve_day(

@@ -18,15 +18,15 @@ from pydantic import BaseModel
 
 from minyi.flows.naming import by_business_date
 from minyi.tasks import texts
-from minyi.tasks.answers import open_orders_if_available
-from minyi.tasks.days import parse_instant, resolve_day
-from minyi.tasks.eligibility import PlanSummary, plan_followups
-from minyi.tasks.outbox import enqueue
-from minyi.tasks.replies import ReplySummary, ingest_replies
+from minyi.tasks.rules.days import parse_instant, resolve_day
 from minyi.tasks.runtime import Runtime, load_runtime
-from minyi.tasks.sms import FlushSummary, SmsGatewayError, flush_outbox
-from minyi.tasks.verification import reopen_not_resolved, send_verifications
-from minyi.tasks.visits import VisitRecorded, queue_due_visits, record_visit
+from minyi.tasks.stages.eligibility import PlanSummary, plan_followups
+from minyi.tasks.stages.replies import ReplySummary, ingest_replies
+from minyi.tasks.stages.sms import FlushSummary, SmsGatewayError, flush_outbox
+from minyi.tasks.stages.verification import reopen_not_resolved, send_verifications
+from minyi.tasks.stages.visits import VisitRecorded, queue_due_visits, record_visit
+from minyi.tasks.store.answers import open_orders_if_available
+from minyi.tasks.store.outbox import enqueue
 
 
 class FollowupSummary(BaseModel):
@@ -201,14 +201,14 @@ def record_visit_flow(
         by: 经办人 by — who records it. Empty = MINYI_OPERATOR, else the worker's OS user.
         as_of: 登记时间 as_of — when it is recorded, ISO 8601 with offset. Empty = now.
     """
-    from minyi.tasks.days import now as real_now
+    from minyi.tasks.rules.days import now as real_now
 
     rt = load_runtime()
     recorded = parse_instant(as_of, "as_of") if as_of else real_now()
     when = parse_instant(at, "at") if at else None
     result = record_visit(rt.engine, record, outcome, note or None, when, recorded, by=by or None)
     get_run_logger().info("visit %s: %s (satisfaction now %s)", record, outcome, result.satisfaction)
-    from minyi.tasks.callback_queue import publish_callback_queue
+    from minyi.tasks.stages.callback_queue import publish_callback_queue
 
     publish_callback_queue(rt.engine, rt.tz)  # the queue artifact no longer lists a visit just made
     return result

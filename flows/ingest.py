@@ -10,8 +10,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 
 from minyi.flows.naming import by_business_date
-from minyi.tasks.days import resolve_day
-from minyi.tasks.ingest import (
+from minyi.tasks.rules.days import resolve_day
+from minyi.tasks.runtime import load_runtime
+from minyi.tasks.stages.ingest import (
     IngestSummary,
     SourcePull,
     announce_ingest,
@@ -19,8 +20,7 @@ from minyi.tasks.ingest import (
     prepare_units,
     pull_source_pages,
 )
-from minyi.tasks.ingest_worker import worker_pool
-from minyi.tasks.runtime import load_runtime
+from minyi.tasks.stages.ingest_worker import worker_pool
 
 
 @task(name="pull-source", task_run_name="pull-{source}-{business_date}", cache_policy=NO_CACHE)

@@ -8,7 +8,7 @@ from datetime import date, datetime
 from prefect.runtime import flow_run
 
 from minyi.tasks.config import load_config
-from minyi.tasks.days import resolve_day
+from minyi.tasks.rules.days import resolve_day
 
 
 def _as_date(value: object) -> date | None:

@@ -9,9 +9,16 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from minyi.flows.naming import by_business_date
-from minyi.tasks.days import resolve_day
-from minyi.tasks.quality import QualitySummary, Validation, markdown_summary, record_day, report_dir_for, validate_day
+from minyi.tasks.rules.days import resolve_day
 from minyi.tasks.runtime import load_runtime
+from minyi.tasks.stages.quality import (
+    QualitySummary,
+    Validation,
+    markdown_summary,
+    record_day,
+    report_dir_for,
+    validate_day,
+)
 
 
 @task(name="validate-quality", task_run_name="validate-{business_date}", cache_policy=NO_CACHE)

@@ -16,11 +16,11 @@ from pydantic import BaseModel
 from minyi.flows.deliver import Delivery, deliver_outbox
 from minyi.flows.naming import by_business_date
 from minyi.tasks import texts
-from minyi.tasks.days import month_end, previous_month_end, resolve_day
-from minyi.tasks.days import now as wall_clock
-from minyi.tasks.kpis import compute_assessment
-from minyi.tasks.outbox import enqueue
-from minyi.tasks.reports import (
+from minyi.tasks.rules.days import month_end, previous_month_end, resolve_day
+from minyi.tasks.rules.days import now as wall_clock
+from minyi.tasks.runtime import load_runtime
+from minyi.tasks.stages.kpis import compute_assessment
+from minyi.tasks.stages.reports import (
     STATE_NAMES,
     LineageFile,
     files_in,
@@ -30,7 +30,7 @@ from minyi.tasks.reports import (
     unit_directory,
     write_reports,
 )
-from minyi.tasks.runtime import load_runtime
+from minyi.tasks.store.outbox import enqueue
 
 
 class ReportSummary(BaseModel):

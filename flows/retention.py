@@ -7,9 +7,9 @@ from datetime import UTC, date, datetime, timedelta
 from prefect import flow, get_run_logger
 from pydantic import BaseModel
 
-from minyi.tasks.days import resolve_day
-from minyi.tasks.retention import apply_retention
+from minyi.tasks.rules.days import resolve_day
 from minyi.tasks.runtime import load_runtime
+from minyi.tasks.stages.retention import apply_retention
 
 # Operator flows: Prefect keeps their parameters verbatim (a record, a note), so their runs are deleted from the
 # Prefect server once older than retention_days (SPEC §14). A new operator flow adds its name here.
@@ -82,7 +82,7 @@ def delete_rejected_replies(rt: object, before: datetime) -> int:
     """Refused replies carry a sender's number in their raw JSON: gone after retention_days like the rest."""
     from sqlalchemy import text
 
-    from minyi.tasks.store import instant_param
+    from minyi.tasks.store.engine import instant_param
 
     engine = rt.engine  # type: ignore[attr-defined]
     with engine.begin() as conn:

@@ -40,9 +40,9 @@ def record_finished(kind: str) -> Any:
 
     def hook(flow: Any, flow_run: Any, state: Any) -> None:
         try:
-            from minyi.tasks.days import now, parse_date, parse_instant
-            from minyi.tasks.runs import record_run
+            from minyi.tasks.rules.days import now, parse_date, parse_instant
             from minyi.tasks.runtime import load_runtime
+            from minyi.tasks.store.runs import record_run
 
             rt = load_runtime(check_store=False)
             result = state.result(raise_on_failure=False) if state.is_completed() else None

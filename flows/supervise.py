@@ -15,11 +15,11 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
-from minyi.tasks.days import now as wall_clock
-from minyi.tasks.days import resolve_day
-from minyi.tasks.escalation import run_escalations, warn_about_calendar
-from minyi.tasks.orders import clock_calendar, open_orders, refresh_dues
+from minyi.tasks.rules.days import now as wall_clock
+from minyi.tasks.rules.days import resolve_day
 from minyi.tasks.runtime import load_runtime
+from minyi.tasks.stages.escalation import run_escalations, warn_about_calendar
+from minyi.tasks.stages.orders import clock_calendar, open_orders, refresh_dues
 
 
 class SuperviseSummary(BaseModel):
@@ -135,8 +135,8 @@ def report_order(
         by: 经办人 by — who records it. Empty = MINYI_OPERATOR, else the worker's OS user.
         as_of: 登记时间 as_of — when it is recorded, ISO 8601 with offset. Empty = now.
     """
-    from minyi.tasks.days import parse_instant
-    from minyi.tasks.orders import apply_action
+    from minyi.tasks.rules.days import parse_instant
+    from minyi.tasks.stages.orders import apply_action
 
     rt = load_runtime()
     recorded = parse_instant(as_of, "as_of") if as_of else wall_clock()

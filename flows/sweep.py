@@ -24,11 +24,11 @@ from minyi.flows.followup import (
 )
 from minyi.flows.run_hooks import hooks
 from minyi.flows.supervise import SuperviseSummary, supervise_stage
-from minyi.tasks.callback_queue import publish_callback_queue
-from minyi.tasks.days import resolve_day
-from minyi.tasks.replies import ReplySummary
+from minyi.tasks.rules.days import resolve_day
 from minyi.tasks.runtime import load_runtime
-from minyi.tasks.sms import FlushSummary
+from minyi.tasks.stages.callback_queue import publish_callback_queue
+from minyi.tasks.stages.replies import ReplySummary
+from minyi.tasks.stages.sms import FlushSummary
 
 
 class SweepSummary(BaseModel):

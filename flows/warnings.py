@@ -17,11 +17,11 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from minyi.flows.deliver import Delivery, deliver_outbox
-from minyi.tasks.notify.files import write_atomic
-from minyi.tasks.outbox import enqueue
-from minyi.tasks.reports import unit_directory
+from minyi.tasks.adapters.notify.files import write_atomic
 from minyi.tasks.runtime import load_runtime
-from minyi.tasks.warnings import find_warnings, warning_messages, warning_text
+from minyi.tasks.stages.reports import unit_directory
+from minyi.tasks.stages.warnings import find_warnings, warning_messages, warning_text
+from minyi.tasks.store.outbox import enqueue
 
 
 class WarningsSummary(BaseModel):

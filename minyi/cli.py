@@ -64,7 +64,7 @@ def _prepare(date: str | None = None, as_of: str | None = None) -> tuple[_date |
 
     Both are checked before Prefect starts, so a mistake costs a second, not a server's start-up.
     """
-    from minyi.tasks.days import parse_date, parse_instant
+    from minyi.tasks.rules.days import parse_date, parse_instant
     from minyi.tasks.runtime import load_runtime
 
     day = parse_date(date) if date else None
@@ -77,7 +77,7 @@ def _prepare(date: str | None = None, as_of: str | None = None) -> tuple[_date |
 def db_upgrade() -> None:
     """Create or migrate the store's tables to the newest schema."""
     from minyi.tasks.runtime import load_runtime
-    from minyi.tasks.store import upgrade
+    from minyi.tasks.store.engine import upgrade
 
     rt = load_runtime(check_store=False)
     rev = upgrade(rt.engine)
@@ -110,7 +110,7 @@ def backfill(
     as_of: AsOfOpt = None,
 ) -> None:
     """Re-run the daily loop for each business date from --start to --end, in order."""
-    from minyi.tasks.days import date_range, parse_date
+    from minyi.tasks.rules.days import date_range, parse_date
 
     first, last = parse_date(start, "--start"), parse_date(end, "--end")
     date_range(first, last)  # an inverted range is refused before Prefect starts
@@ -215,9 +215,9 @@ def explain_cmd(
     as_of: AsOfOpt = None,
 ) -> None:
     """The records behind one unit's count in the assessment (SOURCE:RECORD_ID lines, then UNIT_CODE METRIC = N)."""
-    from minyi.tasks.days import resolve_day
-    from minyi.tasks.kpis import LINEAGE_METRICS, explain_count
+    from minyi.tasks.rules.days import resolve_day
     from minyi.tasks.runtime import load_runtime
+    from minyi.tasks.stages.kpis import LINEAGE_METRICS, explain_count
 
     if metric not in LINEAGE_METRICS:
         from minyi.tasks.errors import InputError
@@ -243,7 +243,7 @@ def resend_cmd(
     as_of: AsOfOpt = None,
 ) -> None:
     """Post chosen channel messages again on purpose (a normal re-run never posts twice)."""
-    from minyi.tasks.notify.engine import select_for_resend
+    from minyi.tasks.adapters.notify.engine import select_for_resend
     from minyi.tasks.runtime import load_runtime
 
     _, now = _prepare(None, as_of)
@@ -269,7 +269,7 @@ RecordedOpt = Annotated[
 
 
 def _when(at: str | None, as_of: str | None) -> tuple[_datetime | None, _datetime]:
-    from minyi.tasks.days import now, parse_instant
+    from minyi.tasks.rules.days import now, parse_instant
 
     recorded = parse_instant(as_of, "--as-of") if as_of else now()
     return (parse_instant(at, "--at") if at else None), recorded
@@ -287,9 +287,9 @@ def visit_cmd(
     as_of: RecordedOpt = None,
 ) -> None:
     """Record a manual visit's outcome (a one-row action: answers at once, no flow run)."""
-    from minyi.tasks.lifecycle import clean_note, operator, parse_ref, when_recorded
+    from minyi.tasks.rules.lifecycle import clean_note, operator, parse_ref, when_recorded
     from minyi.tasks.runtime import load_runtime
-    from minyi.tasks.visits import check_outcome, record_visit
+    from minyi.tasks.stages.visits import check_outcome, record_visit
 
     parse_ref(record)
     check_outcome(outcome)
@@ -316,9 +316,9 @@ def visits_cmd(
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many lines.")] = 500,
 ) -> None:
     """The manual-visit queue for call-centre staff, oldest first, with FULL phone numbers (they must dial)."""
-    from minyi.tasks.masking import mask_name
+    from minyi.tasks.rules.masking import mask_name
     from minyi.tasks.runtime import load_runtime
-    from minyi.tasks.visits import list_visits
+    from minyi.tasks.stages.visits import list_visits
 
     rt = load_runtime()
     rows = list_visits(rt.engine, include_done=all_, unit=unit, limit=limit)
@@ -369,9 +369,9 @@ def order_cmd(
 ) -> None:
     """Report a stage or act on a supervision order (a one-row action: answers at once, no flow run)."""
     from minyi.tasks.errors import InputError
-    from minyi.tasks.lifecycle import STAGES, clean_note, operator, parse_ref, when_recorded
-    from minyi.tasks.orders import apply_action
+    from minyi.tasks.rules.lifecycle import STAGES, clean_note, operator, parse_ref, when_recorded
     from minyi.tasks.runtime import load_runtime
+    from minyi.tasks.stages.orders import apply_action
 
     parse_ref(record)
     chosen = [
@@ -440,10 +440,10 @@ def status_cmd(as_of: AsOfOpt = None) -> None:
 
     from minyi.render import render_status
     from minyi.tasks.config import Settings
-    from minyi.tasks.days import now, parse_instant
-    from minyi.tasks.reports import unit_directory
+    from minyi.tasks.rules.days import now, parse_instant
     from minyi.tasks.runtime import load_runtime
-    from minyi.tasks.status import collect_status
+    from minyi.tasks.stages.reports import unit_directory
+    from minyi.tasks.stages.status import collect_status
 
     instant = parse_instant(as_of) if as_of else now()
     rt = load_runtime()

@@ -41,8 +41,8 @@ from minyi.sim.month import NEVER_ANSWERS, Tally, citizens_reply, desk_calls, un
 from minyi.sim.sms_gateway import SmsGateway
 from minyi.sim.source_server import CityFeed, SourceServer
 from minyi.tasks.config import Settings, parse_config
-from minyi.tasks.days import parse_date
 from minyi.tasks.errors import InputError
+from minyi.tasks.rules.days import parse_date
 
 __all__ = ["DEMO_START", "citizens_reply", "demo_config_text", "demo_dates", "lifecycle_scenes", "run_demo"]
 
@@ -93,7 +93,7 @@ def demo_config_text(source_url: str, sms_url: str, ingest_workers: int | None =
 
 def demo_dates(start: date, days: int) -> list[date]:
     """`days` business dates from `start` on: the working days of the calendar (weekends and holidays skipped)."""
-    from minyi.tasks.calendar import load_calendar
+    from minyi.tasks.rules.calendar import load_calendar
 
     cal = load_calendar()
     first = cal.working_day_on_or_after(start)
@@ -147,8 +147,8 @@ def lifecycle_scenes(scene: Scene) -> None:
     gateway, so what the channels and reports show is what an operator would cause.
     """
     from minyi.tasks.errors import MinyiError
-    from minyi.tasks.orders import apply_action
     from minyi.tasks.runtime import load_runtime
+    from minyi.tasks.stages.orders import apply_action
 
     cfg = load_runtime().config
     played = scene.tally.lifecycle
@@ -223,7 +223,7 @@ def run_demo(date_arg: str | None, days: int, records: int) -> None:
         os.environ["MINYI_CONFIG"] = str(cfg_path)
 
         from minyi.tasks.runtime import load_runtime
-        from minyi.tasks.store import upgrade
+        from minyi.tasks.store.engine import upgrade
 
         rt = load_runtime(check_store=False)
         upgrade(rt.engine)
@@ -238,7 +238,7 @@ def run_demo(date_arg: str | None, days: int, records: int) -> None:
         from minyi.flows.daily_loop import daily_loop
         from minyi.flows.report import report
         from minyi.flows.sweep import sweep
-        from minyi.tasks.calendar import load_calendar
+        from minyi.tasks.rules.calendar import load_calendar
 
         working = load_calendar().is_working_day
         tally = Tally()

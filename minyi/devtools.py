@@ -16,7 +16,7 @@ from pathlib import Path
 from alembic import command
 from alembic.script import ScriptDirectory
 
-from minyi.tasks.store import _alembic_config, get_engine
+from minyi.tasks.store.engine import _alembic_config, get_engine
 
 VERSIONS = Path(__file__).resolve().parent.parent / "schemas" / "migrations" / "versions"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 
 def render_ingest(summary: object) -> str:
-    from minyi.tasks.ingest import IngestSummary
+    from minyi.tasks.stages.ingest import IngestSummary
 
     assert isinstance(summary, IngestSummary)
     lines = [f"ingest {summary.business_date}:"]
@@ -22,7 +22,7 @@ def render_ingest(summary: object) -> str:
 
 
 def _render_sms(sms: object) -> str:
-    from minyi.tasks.sms import FlushSummary
+    from minyi.tasks.stages.sms import FlushSummary
 
     assert isinstance(sms, FlushSummary)
     if not sms.window_open:
@@ -38,7 +38,7 @@ def _render_sms(sms: object) -> str:
 
 
 def _render_replies(r: object) -> str:
-    from minyi.tasks.replies import ReplySummary
+    from minyi.tasks.stages.replies import ReplySummary
 
     assert isinstance(r, ReplySummary)
     answers = ", ".join(f"{k} {v}" for k, v in sorted(r.answers.items())) or "none"
@@ -51,7 +51,7 @@ def _render_replies(r: object) -> str:
 
 
 def render_quality(summary: object) -> str:
-    from minyi.tasks.quality import QualitySummary
+    from minyi.tasks.stages.quality import QualitySummary
 
     assert isinstance(summary, QualitySummary)
     lines = [f"quality {summary.business_date}:"]
@@ -160,7 +160,7 @@ def render_status(status: object, tz: object, width: int | None = None) -> str:
     from rich.console import Console
     from rich.table import Table
 
-    from minyi.tasks.status import Status
+    from minyi.tasks.stages.status import Status
 
     assert isinstance(status, Status)
 

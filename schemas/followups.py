@@ -20,7 +20,7 @@ class Followup(SQLModel, table=True):
     """The follow-up decided for one record when its business date was first planned.
 
     plan: `sms` | `manual` (landline: a visit, no SMS) | `skipped` (see skip_reason).
-    The SMS text is not stored: the relay composes it when the message leaves (tasks/sms.py), so "昨日"
+    The SMS text is not stored: the relay composes it when the message leaves (tasks/stages/sms.py), so "昨日"
     is true on the day the citizen reads it, even for a message a quality gate held.
     sms_status (plan = sms): `queued` → `sent` | `rejected`. A queued message whose phone opts out, or
     that goes stale while held, becomes `skipped` with that reason before it could leave.

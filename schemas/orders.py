@@ -53,7 +53,7 @@ class Order(SQLModel, table=True):
     note: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
-    # The lifecycle of SPEC §5 (tasks/lifecycle.py). clock_start: where both clocks run from (NULL =
+    # The lifecycle of SPEC §5 (tasks/rules/lifecycle.py). clock_start: where both clocks run from (NULL =
     # opened_at; a reassignment or a reopen moves it); period: 1, 2, … one per clock start, the key
     # escalations are fired under; completion_due_original: the due before an approved extension.
     clock_start: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))

@@ -17,19 +17,19 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.engine import Engine
 
+from minyi.tasks.adapters.notify.base import Notifier
 from minyi.tasks.config import MinyiConfig, Settings, load_config
 from minyi.tasks.errors import ConfigError
-from minyi.tasks.masking import install_log_masking
-from minyi.tasks.notify.base import Notifier
-from minyi.tasks.store import ensure_ready, get_engine
+from minyi.tasks.rules.masking import install_log_masking
+from minyi.tasks.store.engine import ensure_ready, get_engine
 
 if TYPE_CHECKING:
-    from minyi.tasks.sms import SmsGateway
+    from minyi.tasks.stages.sms import SmsGateway
 
 _ready: set[str] = set()
 
-# `[notify] delivery` → the notifier class ("module:Class" under minyi.tasks.notify, imported only when chosen).
-# The ONE place a notifier is chosen; a new vendor is one file in tasks/notify/ and one line here.
+# `[notify] delivery` → the notifier class ("module:Class" under minyi.tasks.adapters.notify, imported only when chosen).
+# The ONE place a notifier is chosen; a new vendor is one file in tasks/adapters/notify/ and one line here.
 NOTIFIERS: dict[str, str] = {
     "slack": "slack:SlackNotifier",
     "wecom": "wecom:WecomNotifier",
@@ -42,7 +42,7 @@ def notifier_class(delivery: str) -> type:
     if delivery not in NOTIFIERS:
         raise ConfigError(f"notify.delivery: unknown {delivery!r}; known: {', '.join(NOTIFIERS)}")
     module, cls = NOTIFIERS[delivery].split(":")
-    return getattr(importlib.import_module(f"minyi.tasks.notify.{module}"), cls)
+    return getattr(importlib.import_module(f"minyi.tasks.adapters.notify.{module}"), cls)
 
 
 def build_notifier(config: MinyiConfig, reports_dir: Path) -> Notifier:
@@ -73,7 +73,7 @@ class Runtime:
 
     def sms_gateway(self) -> SmsGateway:
         """The SMS gateway this deployment talks to (the one place it is chosen): SPEC §4's HTTP contract."""
-        from minyi.tasks.sms import GatewayClient
+        from minyi.tasks.stages.sms import GatewayClient
 
         return GatewayClient(self.config.sms)
 

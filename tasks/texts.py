@@ -11,7 +11,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from minyi.tasks.notify.base import Message
+from minyi.tasks.adapters.notify.base import Message
 
 # Neutral markdown only (tasks.notify.base): plain lines, `**bold**`, `• ` bullets; no links, no `<>[]&`
 # of our own, so every such character in a post is upstream data and each notifier escapes it.
@@ -47,7 +47,7 @@ def rectification_messages(
     rect: dict[str, Any], centre: str, unit_names: dict[str, str], unit_channels: dict[str, str]
 ) -> list[Message]:
     """The centre's daily rectification summary (+ its thread of listed orders) and each unit's digest."""
-    from minyi.tasks.reports import chunks
+    from minyi.tasks.stages.reports import chunks
 
     day = rect["business_date"]
     s = rect["summary"]
@@ -119,7 +119,7 @@ def fmt_score(value: float | None) -> str:
 
 def assessment_lines(report: dict[str, Any], unit_names: dict[str, str]) -> list[str]:
     """One line per unit in table order; a unit under min_responses shows 不排名 instead of a rank."""
-    from minyi.tasks.reports import fmt_rate
+    from minyi.tasks.stages.reports import fmt_rate
 
     return [
         f"{str(u['rank']) + '.' if u['ranked'] else '·'} {unit_label(u['unit_code'], unit_names)} "
@@ -141,7 +141,7 @@ def assessment_messages(
     title: str,
 ) -> list[Message]:
     """The assessment summary (overall and the ranking, long rankings in the thread) and its chart."""
-    from minyi.tasks.reports import THREAD_CHUNK, chunks, fmt_rate
+    from minyi.tasks.stages.reports import THREAD_CHUNK, chunks, fmt_rate
 
     o = report["overall"]
     t = report["targets"]

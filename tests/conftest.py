@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from minyi.tasks.runtime import quiet_third_parties
-from minyi.tasks.store import dispose_engines, get_engine, upgrade
+from minyi.tasks.store.engine import dispose_engines, get_engine, upgrade
 from tests.support import Env
 
 quiet_third_parties()

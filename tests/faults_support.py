@@ -27,7 +27,7 @@ from minyi.sim.city import SOURCES, CityConfig
 from minyi.sim.slack_api import SlackApiServer
 from minyi.sim.sms_gateway import SmsGateway
 from minyi.sim.source_server import CityFeed, SourceServer
-from minyi.tasks.intake import Accepted, intake
+from minyi.tasks.rules.intake import Accepted, intake
 from tests.support import TZ, Env
 
 DAY = date(2026, 11, 23)  # a Monday

@@ -38,7 +38,7 @@ class FakeClock:
 
 
 def use_fake_clock(env: Env, clock: FakeClock) -> None:
-    from minyi.tasks.notify import engine
+    from minyi.tasks.adapters.notify import engine
 
     env.monkeypatch.setattr(engine, "_monotonic", clock)
     env.monkeypatch.setattr(engine, "_sleep", clock.sleep)
@@ -119,8 +119,8 @@ def delivery_world(env: Env, delivery: str, clock: FakeClock | None = None, **co
 
 def abandon(env: Env, key: str, minutes_ago: int = 10) -> None:
     """As if a run claimed `key` (and maybe posted it) and died before storing the outcome."""
-    from minyi.tasks.days import now as wall_clock
-    from minyi.tasks.store import instant_param
+    from minyi.tasks.rules.days import now as wall_clock
+    from minyi.tasks.store.engine import instant_param
 
     with env.engine.begin() as conn:
         conn.execute(

@@ -13,10 +13,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from minyi.tasks.config import load_config
-from minyi.tasks.escalation import run_escalations, warn_about_calendar
-from minyi.tasks.orders import clock_calendar, open_orders, refresh_dues
-from minyi.tasks.store import instant_param
-from minyi.tasks.units import sync_units
+from minyi.tasks.stages.escalation import run_escalations, warn_about_calendar
+from minyi.tasks.stages.orders import clock_calendar, open_orders, refresh_dues
+from minyi.tasks.store.engine import instant_param
+from minyi.tasks.store.units import sync_units
 
 _serial = count(1)
 

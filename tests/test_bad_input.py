@@ -16,12 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from minyi.tasks.config import RECORD_FIELDS, ConfigError, parse_config
-from minyi.tasks.days import parse_date, parse_instant
 from minyi.tasks.errors import InputError
-from minyi.tasks.intake import Accepted, Quarantined, intake
-from minyi.tasks.lifecycle import parse_ref
-from minyi.tasks.phones import normalise_phone
-from minyi.tasks.replies import parse_reply
+from minyi.tasks.rules.days import parse_date, parse_instant
+from minyi.tasks.rules.intake import Accepted, Quarantined, intake
+from minyi.tasks.rules.lifecycle import parse_ref
+from minyi.tasks.rules.phones import normalise_phone
+from minyi.tasks.stages.replies import parse_reply
 from tests.faults_support import FIGURES
 from tests.support import TZ, Env, make_record
 
@@ -99,7 +99,7 @@ PAGE_ROW = st.one_of(
 )
 def test_the_bulk_intake_gives_exactly_the_rows_of_intake(rows: list[Any], dialect: str, fields: Any) -> None:
     """`PageIntake` (the ingest path) decides and converts every row as `intake()` + the old tuple building."""
-    from minyi.tasks.record_store import bulk_instant, page_intake
+    from minyi.tasks.store.records import bulk_instant, page_intake
     from tests.support import at
 
     now = bulk_instant(dialect, at("2026-11-22 09:00"))
@@ -264,8 +264,8 @@ def test_known_bad_configs_are_refused_naming_the_problem(text: str) -> None:
 @settings(max_examples=1, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(ANY_ROW, min_size=150, max_size=150))
 def test_a_page_of_bad_rows_is_stored_whole_records_and_quarantine_never_a_crash(env: Env, rows: list[Any]) -> None:
-    from minyi.tasks.intake import intake as run_intake
-    from minyi.tasks.record_store import store_page
+    from minyi.tasks.rules.intake import intake as run_intake
+    from minyi.tasks.store.records import store_page
     from tests.support import at, config_toml
 
     env.write_config(config_toml())
@@ -288,7 +288,7 @@ def test_a_page_of_bad_rows_is_stored_whole_records_and_quarantine_never_a_crash
 
 
 def test_nul_bytes_and_oversized_text_in_a_page_are_stored_not_crashed_on(env: Env) -> None:
-    from minyi.tasks.record_store import store_page
+    from minyi.tasks.store.records import store_page
     from tests.support import at, config_toml
 
     env.write_config(config_toml())
@@ -321,8 +321,8 @@ def test_a_page_of_strange_replies_is_stored_whole_and_the_cursor_moves_on(
 ) -> None:
     from datetime import UTC, datetime
 
-    from minyi.tasks.replies import store_reply_page
-    from minyi.tasks.sms import Reply
+    from minyi.tasks.stages.replies import store_reply_page
+    from minyi.tasks.stages.sms import Reply
 
     replies = [
         Reply(f"r{i}", sender[:40], text + "\x00", datetime(2026, 11, 22, 10, tzinfo=UTC), None)
@@ -349,7 +349,7 @@ def test_a_page_of_strange_replies_is_stored_whole_and_the_cursor_moves_on(
 def test_any_replies_page_is_applied_or_rejected_reply_by_reply_never_raised(env: Env, items: list[Any]) -> None:
     from datetime import UTC, datetime
 
-    from minyi.tasks.replies import split_page, store_reply_page
+    from minyi.tasks.stages.replies import split_page, store_reply_page
 
     as_of = datetime(2026, 11, 22, 11, tzinfo=UTC)
     good, bad = split_page(items, as_of)

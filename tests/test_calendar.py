@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from minyi.tasks.calendar import (
+from minyi.tasks.rules.calendar import (
     DATA_WARNING_DAYS,
     Calendar,
     CalendarFileError,

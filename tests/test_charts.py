@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from minyi.sim.city import UNITS
-from minyi.tasks.charts import NO_DATA, build_assessment_figure, render_assessment_chart
+from minyi.tasks.adapters.charts import NO_DATA, build_assessment_figure, render_assessment_chart
 
 NAMES = {code: name for code, name, _ in UNITS}
 

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minyi.tasks.calendar import Calendar, load_calendar
-from minyi.tasks.clocks import (
+from minyi.tasks.rules.calendar import Calendar, load_calendar
+from minyi.tasks.rules.clocks import (
     CLOCK_MODES,
     due_instant,
     escalations_due,

@@ -1,4 +1,4 @@
-"""The month rule of the monthly assessment (tasks/days.py) and the on-time rule the KPI SQL restates."""
+"""The month rule of the monthly assessment (tasks/rules/days.py) and the on-time rule the KPI SQL restates."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlmodel import Session
 
-from minyi.tasks.clocks import is_on_time
-from minyi.tasks.days import month_end, previous_month_end
 from minyi.tasks.errors import InputError
-from minyi.tasks.kpis import compute_assessment
+from minyi.tasks.rules.clocks import is_on_time
+from minyi.tasks.rules.days import month_end, previous_month_end
+from minyi.tasks.stages.kpis import compute_assessment
 from tests.month import AS_OF, BUSINESS_DATE, Builder
 from tests.support import TZ, Env, at
 

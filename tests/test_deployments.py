@@ -291,7 +291,7 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prefect
 @pytest.fixture(scope="module")
 def city(tmp_path_factory: pytest.TempPathFactory, pg_database: str) -> Iterator[tuple[SourceServer, SmsGateway, Env]]:
     """A loopback records source, SMS gateway and a minyi store on PostgreSQL, shared by the worker and `minyi serve`."""
-    from minyi.tasks.store import get_engine
+    from minyi.tasks.store.engine import get_engine
     from tests.conftest import _truncate_all
 
     _truncate_all(pg_database)

@@ -1,4 +1,4 @@
-"""The SQL sweep (tasks/escalation.py) fires exactly what the pure rule (clocks.escalations_due) says.
+"""The SQL sweep (tasks/stages/escalation.py) fires exactly what the pure rule (clocks.escalations_due) says.
 
 Random orders — clock periods after reassignments or reopens, levels already fired in the current
 and in earlier periods, pending_calendar clocks, stages done before or after as_of — on SQLite and
@@ -14,11 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from minyi.tasks.calendar import load_calendar
-from minyi.tasks.clocks import ESCALATIONS, due_instant, escalations_due
 from minyi.tasks.config import load_config
-from minyi.tasks.escalation import run_escalations
-from minyi.tasks.store import instant_param
+from minyi.tasks.rules.calendar import load_calendar
+from minyi.tasks.rules.clocks import ESCALATIONS, due_instant, escalations_due
+from minyi.tasks.stages.escalation import run_escalations
+from minyi.tasks.store.engine import instant_param
 from tests.supervision_support import add_answer, prepare_units
 from tests.support import TZ, Env, at, config_toml
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import pytest
 
 from minyi.sim.sms_gateway import SmsGateway
-from minyi.tasks.sms import IN_FLIGHT
+from minyi.tasks.stages.sms import IN_FLIGHT
 from tests.support import Env, at, make_record
 from tests.test_followups import DAY, add_records, configure, plan, rid
 

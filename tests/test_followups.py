@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from minyi.sim.sms_gateway import GatewayFault, SmsGateway
-from minyi.tasks.intake import Accepted, intake
-from minyi.tasks.record_store import store_page
+from minyi.tasks.rules.intake import Accepted, intake
 from minyi.tasks.runtime import Runtime, load_runtime
+from minyi.tasks.store.records import store_page
 from tests.support import TZ, Env, at, config_toml, make_record
 
 DAY = date(2026, 11, 21)
@@ -42,7 +42,7 @@ def configure(env: Env, gateway: SmsGateway, **followup: Any) -> Runtime:
         sections["followup"] = followup
     env.write_config(config_toml(sections=sections))
     rt = load_runtime()
-    from minyi.tasks.units import sync_units
+    from minyi.tasks.store.units import sync_units
 
     with rt.engine.begin() as conn:
         sync_units(conn, rt.config)
@@ -56,28 +56,28 @@ def add_records(rt: Runtime, rows: list[dict[str, Any]], day: date = DAY, source
 
 
 def plan(rt: Runtime, as_of: datetime = MORNING, day: date = DAY) -> Any:
-    from minyi.tasks.eligibility import plan_followups
+    from minyi.tasks.stages.eligibility import plan_followups
 
     with rt.engine.begin() as conn:
         return plan_followups(conn, day, as_of, rt.config)
 
 
 def flush(rt: Runtime, as_of: datetime = MORNING) -> Any:
-    from minyi.tasks.sms import GatewayClient, flush_outbox
+    from minyi.tasks.stages.sms import GatewayClient, flush_outbox
 
     with GatewayClient.from_config(rt.config) as client:
         return flush_outbox(rt.engine, rt.config, client, as_of)
 
 
 def replies(rt: Runtime, as_of: datetime) -> Any:
-    from minyi.tasks.replies import ingest_replies
+    from minyi.tasks.stages.replies import ingest_replies
 
     with gateway_client(rt) as client:
         return ingest_replies(rt.engine, client, as_of, page_size=3)
 
 
 def gateway_client(rt: Runtime) -> Any:
-    from minyi.tasks.sms import GatewayClient
+    from minyi.tasks.stages.sms import GatewayClient
 
     return GatewayClient.from_config(rt.config)
 
@@ -127,14 +127,14 @@ def rid(n: int, day: date = DAY) -> str:
     ],
 )
 def test_every_reply_form_is_parsed_as_the_spec_says(reply: str, meaning: str) -> None:
-    from minyi.tasks.replies import parse_reply
+    from minyi.tasks.stages.replies import parse_reply
 
     assert parse_reply(reply) == meaning
 
 
 def test_the_send_window_is_09_00_inclusive_to_21_00_exclusive_local_time() -> None:
     from minyi.tasks.config import parse_config
-    from minyi.tasks.sms import in_send_window
+    from minyi.tasks.stages.sms import in_send_window
 
     cfg = parse_config("")
     assert not in_send_window(at("2026-11-22 08:59:59"), cfg)
@@ -145,7 +145,7 @@ def test_the_send_window_is_09_00_inclusive_to_21_00_exclusive_local_time() -> N
 
 
 def test_the_sms_names_the_unit_and_the_matter() -> None:
-    from minyi.tasks.eligibility import sms_text
+    from minyi.tasks.stages.eligibility import sms_text
 
     assert sms_text("青岛公安", "昨日", "市南分局八大关派出所", "household_registration") == (
         "【青岛公安】您好，您昨日在市南分局八大关派出所办理的户籍业务已办结。回复1满意，2基本满意，3不满意。回复TD退订。"
@@ -153,7 +153,7 @@ def test_the_sms_names_the_unit_and_the_matter() -> None:
 
 
 def test_the_text_is_composed_when_the_message_leaves_naming_unit_matter_and_day(env: Env, gateway: SmsGateway) -> None:
-    from minyi.tasks.eligibility import sms_text
+    from minyi.tasks.stages.eligibility import sms_text
     from tests.support import UNITS
 
     rt = configure(env, gateway)
@@ -372,7 +372,7 @@ def test_a_message_the_gateway_already_has_is_answered_duplicate_and_counts_as_s
     add_records(rt, [make_record(1, DAY)])
     plan(rt)
     with gateway_client(rt) as client:
-        from minyi.tasks.sms import OutgoingSms
+        from minyi.tasks.stages.sms import OutgoingSms
 
         client.send_batch([OutgoingSms(f"minyi:police110:{rid(1)}", make_record(1, DAY)["phone"], "earlier try")])
     out = flush(rt)
@@ -388,7 +388,7 @@ def test_a_held_quality_gate_keeps_that_source_s_sms_queued_until_released(env: 
     plan(rt)
     from sqlalchemy import text
 
-    from minyi.tasks.store import instant_param
+    from minyi.tasks.store.engine import instant_param
 
     with env.engine.begin() as conn:
         conn.execute(
@@ -507,7 +507,7 @@ def test_a_dissatisfied_reply_queues_a_visit_and_is_in_the_answer_history(env: E
 
 
 def test_no_reply_after_manual_after_hours_queues_a_visit(env: Env, gateway: SmsGateway) -> None:
-    from minyi.tasks.visits import queue_due_visits
+    from minyi.tasks.stages.visits import queue_due_visits
 
     rt = sent_day(env, gateway, manual_after_hours=24)
     gateway.reply_to(mid(0), "1", at("2026-11-22 10:00"))
@@ -578,7 +578,7 @@ def test_minyi_visits_lists_the_queue_with_full_numbers_for_the_call_centre(env:
 
 
 def test_a_visit_after_an_sms_answer_wins_by_answer_time_not_by_typing_order(env: Env, gateway: SmsGateway) -> None:
-    from minyi.tasks.visits import record_visit
+    from minyi.tasks.stages.visits import record_visit
 
     rt = sent_day(env, gateway)
     gateway.reply_to(mid(1), "3", at("2026-11-22 18:00"))

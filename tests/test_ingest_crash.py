@@ -64,7 +64,7 @@ def _ingest_workers_of(pid: int) -> list[int]:
                 cmdline = f.read()
         except OSError:
             continue
-        if ppid == pid and b"minyi.tasks.ingest_worker" in cmdline:
+        if ppid == pid and b"minyi.tasks.stages.ingest_worker" in cmdline:
             found.append(int(entry))
     return found
 

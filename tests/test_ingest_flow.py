@@ -138,7 +138,7 @@ def test_the_worker_pool_serves_pages_first_come_first_served() -> None:
     import threading
     import time
 
-    from minyi.tasks.ingest_worker import WorkerPool
+    from minyi.tasks.stages.ingest_worker import WorkerPool
 
     pool = WorkerPool(1)
     got: list[str] = []

@@ -6,8 +6,8 @@ from datetime import date
 
 import pytest
 
-from minyi.tasks.intake import Accepted, Quarantined, intake
-from minyi.tasks.phones import normalise_phone
+from minyi.tasks.rules.intake import Accepted, Quarantined, intake
+from minyi.tasks.rules.phones import normalise_phone
 from tests.support import TZ, make_record
 
 DAY = date(2026, 11, 21)

@@ -8,7 +8,7 @@ from fractions import Fraction
 import pytest
 
 from minyi.tasks.config import AssessmentConfig, TargetsConfig, WeightsConfig
-from minyi.tasks.kpis import assessment, compute_assessment, meets_targets, metrics, score
+from minyi.tasks.stages.kpis import assessment, compute_assessment, meets_targets, metrics, score
 from tests.month import AS_OF, BUSINESS_DATE, A, B, C, D, build_month
 from tests.support import TZ, Env
 

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minyi.tasks.calendar import load_calendar
-from minyi.tasks.clocks import due_instant, escalations_due, extended_due
 from minyi.tasks.errors import InputError
-from minyi.tasks.lifecycle import (
+from minyi.tasks.rules.calendar import load_calendar
+from minyi.tasks.rules.clocks import due_instant, escalations_due, extended_due
+from minyi.tasks.rules.lifecycle import (
     ACTIONS,
     MAX_NOTE_CHARS,
     Lifecycle,
@@ -252,8 +252,8 @@ def test_a_note_is_stored_with_mobiles_masked_and_over_2000_chars_is_refused() -
 
 
 def test_parse_ref_has_one_home() -> None:
-    import minyi.tasks.orders as orders
-    import minyi.tasks.visits as visits
+    import minyi.tasks.stages.orders as orders
+    import minyi.tasks.stages.visits as visits
 
     assert orders.parse_ref is parse_ref and visits.parse_ref is parse_ref
     assert parse_ref("police110:110:1") == ("police110", "110:1")

@@ -19,8 +19,8 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from minyi.tasks.config import AssessmentConfig, TargetsConfig
-from minyi.tasks.kpis import LINEAGE_METRICS, Period, compute_assessment, explain
-from minyi.tasks.reports import LineageFile
+from minyi.tasks.stages.kpis import LINEAGE_METRICS, Period, compute_assessment, explain
+from minyi.tasks.stages.reports import LineageFile
 from tests.month import AS_OF, BUSINESS_DATE, A, B, Builder, D, build_month
 from tests.support import TZ, Env, config_toml
 
@@ -79,7 +79,7 @@ def test_explain_lists_exactly_the_hand_listed_records_behind_a_count(env: Env) 
 
 
 def test_a_formula_in_a_record_id_or_unit_code_arrives_escaped_in_every_csv(env: Env, tmp_path: Path) -> None:
-    from minyi.tasks.reports import assessment_csv
+    from minyi.tasks.stages.reports import assessment_csv
 
     evil_unit = '=HYPERLINK("http://x.example/?q=1","点此")'
     with Session(env.engine) as s:
@@ -234,7 +234,7 @@ TRICKY_IDS = ["=1+1", "+86", "-5", "@SUM", "\tx", "\rx", "a,b", 'say "hi"', "two
 
 
 def test_lineage_cells_are_what_the_python_csv_writer_makes_of_any_record_id(env: Env, tmp_path: Path) -> None:
-    from minyi.tasks.csvsafe import csv_cell
+    from minyi.tasks.rules.csvsafe import csv_cell
 
     with Session(env.engine) as s:
         b = Builder(s)

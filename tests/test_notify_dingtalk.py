@@ -7,11 +7,11 @@ import hashlib
 
 import pytest
 
+from minyi.tasks.adapters.notify.engine import deliver
 from minyi.tasks.config import load_config
 from minyi.tasks.errors import ConfigError
-from minyi.tasks.notify.engine import deliver
-from minyi.tasks.outbox import Message, enqueue
 from minyi.tasks.runtime import build_notifier
+from minyi.tasks.store.outbox import Message, enqueue
 from tests.notify_support import FakeClock, delivery_world
 from tests.support import Env, at
 
@@ -66,7 +66,7 @@ def test_dingtalk_the_sign_is_hmac_sha256_of_timestamp_and_secret_url_encoded() 
     import hmac
     import urllib.parse
 
-    from minyi.tasks.notify.dingtalk import sign
+    from minyi.tasks.adapters.notify.dingtalk import sign
 
     digest = hmac.new(b"SECx", b"1700000000000\nSECx", hashlib.sha256).digest()
     assert sign("SECx", 1700000000000) == urllib.parse.quote_plus(base64.b64encode(digest).decode())

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from minyi.sim.slack_api import SlackPost
+from minyi.tasks.adapters.notify.engine import deliver
 from minyi.tasks.config import load_config
-from minyi.tasks.notify.engine import deliver
-from minyi.tasks.outbox import Message, enqueue
 from minyi.tasks.runtime import build_notifier
+from minyi.tasks.store.outbox import Message, enqueue
 from tests.notify_support import abandon, delivery_world
 from tests.support import Env, at
 
@@ -87,7 +87,7 @@ def test_more_messages_since_the_claim_than_the_search_window_holds_is_unconfirm
 
 
 def test_an_unconfirmed_post_can_be_resent_on_purpose(env: Env) -> None:
-    from minyi.tasks.notify.engine import mark_for_resend, select_for_resend
+    from minyi.tasks.adapters.notify.engine import mark_for_resend, select_for_resend
 
     with delivery_world(env, "slack") as world:
         put(env, "a")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from minyi.tasks.adapters.notify.engine import deliver
 from minyi.tasks.config import load_config
 from minyi.tasks.errors import ConfigError
-from minyi.tasks.notify.engine import deliver
-from minyi.tasks.outbox import Message, enqueue
 from minyi.tasks.runtime import build_notifier
+from minyi.tasks.store.outbox import Message, enqueue
 from tests.notify_support import FakeClock, abandon, delivery_world
 from tests.support import Env, at
 

@@ -15,13 +15,13 @@ import pytest
 
 from minyi.tasks.config import load_config
 from minyi.tasks.errors import InputError
-from minyi.tasks.kpis import compute_assessment
-from minyi.tasks.lifecycle import OrderRefused
-from minyi.tasks.orders import apply_action
-from minyi.tasks.replies import store_reply_page
-from minyi.tasks.reports import rectification
-from minyi.tasks.sms import Reply, SendResult
-from minyi.tasks.verification import reopen_not_resolved, send_verifications
+from minyi.tasks.rules.lifecycle import OrderRefused
+from minyi.tasks.stages.kpis import compute_assessment
+from minyi.tasks.stages.orders import apply_action
+from minyi.tasks.stages.replies import store_reply_page
+from minyi.tasks.stages.reports import rectification
+from minyi.tasks.stages.sms import Reply, SendResult
+from minyi.tasks.stages.verification import reopen_not_resolved, send_verifications
 from tests.supervision_support import add_answer, prepare_units, supervise_at
 from tests.support import TZ, Env, at, config_toml
 
@@ -263,7 +263,7 @@ def test_a_1_to_a_verification_sms_leaves_the_order_closed(sup: Env, opened: str
 def test_no_verification_sms_for_an_opted_out_phone(sup: Env, opened: str) -> None:
     from sqlalchemy import text
 
-    from minyi.tasks.store import instant_param
+    from minyi.tasks.store.engine import instant_param
 
     with sup.engine.begin() as conn:
         conn.execute(
@@ -291,7 +291,7 @@ def test_the_operator_forms_have_drop_downs_for_choices_and_plain_fields() -> No
 
 
 def test_a_backdated_visit_is_marked_with_who_recorded_it_and_its_note_masked(sup: Env, opened: str) -> None:
-    from minyi.tasks.visits import record_visit
+    from minyi.tasks.stages.visits import record_visit
 
     done = record_visit(
         sup.engine,

@@ -9,10 +9,10 @@ from datetime import date, timedelta
 import pytest
 
 from minyi.sim.sms_gateway import SmsGateway
-from minyi.tasks.intake import intake
-from minyi.tasks.masking import install_log_masking, mask_text, phone_hmac
-from minyi.tasks.record_store import store_page
-from minyi.tasks.retention import apply_retention, cutoff_date, deidentified_raw
+from minyi.tasks.rules.intake import intake
+from minyi.tasks.rules.masking import install_log_masking, mask_text, phone_hmac
+from minyi.tasks.stages.retention import apply_retention, cutoff_date, deidentified_raw
+from minyi.tasks.store.records import store_page
 from tests.support import TZ, Env, at, make_record
 from tests.test_followups import add_records, configure, flush, plan, rid
 
@@ -81,8 +81,8 @@ def test_retention_de_identifies_old_records_and_follow_ups_and_keeps_every_coun
     plan(rt, as_of=AS_OF, day=NEW)
     gateway.reply_to(f"minyi:police110:{rid(0, OLD)}", "3", at("2026-05-02 10:00"))
     gateway.reply_to(f"minyi:police110:{rid(1, OLD)}", "张三说太吵了", at("2026-05-02 10:01"))
-    from minyi.tasks.replies import ingest_replies
-    from minyi.tasks.sms import GatewayClient
+    from minyi.tasks.stages.replies import ingest_replies
+    from minyi.tasks.stages.sms import GatewayClient
 
     with GatewayClient.from_config(rt.config) as client:
         ingest_replies(rt.engine, client, at("2026-05-02 11:00"))

@@ -16,10 +16,17 @@ from typing import Any
 import pytest
 
 from minyi.schemas import expectations as ex
-from minyi.tasks.intake import Accepted
-from minyi.tasks.quality import QualitySummary, decide_gate, record_day, report_dir_for, trailing_median, validate_day
-from minyi.tasks.record_store import store_page
+from minyi.tasks.rules.intake import Accepted
 from minyi.tasks.runtime import Runtime, load_runtime
+from minyi.tasks.stages.quality import (
+    QualitySummary,
+    decide_gate,
+    record_day,
+    report_dir_for,
+    trailing_median,
+    validate_day,
+)
+from minyi.tasks.store.records import store_page
 from tests.support import TZ, Env, at, config_toml
 
 DAY = date(2026, 11, 21)
@@ -200,8 +207,8 @@ def test_a_half_empty_day_holds_that_source_only_and_alerts_the_centre(env: Env)
 
 def test_a_held_source_keeps_its_sms_queued_while_the_others_are_sent(env: Env) -> None:
     from minyi.sim.sms_gateway import SmsGateway
-    from minyi.tasks.eligibility import plan_followups
-    from minyi.tasks.sms import GatewayClient, flush_outbox
+    from minyi.tasks.stages.eligibility import plan_followups
+    from minyi.tasks.stages.sms import GatewayClient, flush_outbox
 
     gw = SmsGateway().start()
     try:
@@ -284,7 +291,7 @@ def test_a_rerun_at_the_same_instant_stores_one_run_and_posts_one_alert(env: Env
 def _followup(env: Env, rt: Runtime, n: int, phone: str | None, sent_at: datetime | None) -> int:
     from sqlalchemy import text
 
-    from minyi.tasks.store import instant_param
+    from minyi.tasks.store.engine import instant_param
 
     load(rt, "police110", DAY, [accepted(n, DAY, phone_norm=phone)])
     d = env.backend
@@ -313,7 +320,7 @@ def _followup(env: Env, rt: Runtime, n: int, phone: str | None, sent_at: datetim
 
 
 def _opt_out(env: Env, phone: str, when: datetime) -> None:
-    from minyi.tasks.store import instant_param
+    from minyi.tasks.store.engine import instant_param
 
     with env.engine.begin() as conn:
         from sqlalchemy import text
@@ -355,7 +362,7 @@ def test_an_sms_sent_to_a_landline_is_reported(env: Env) -> None:
 def test_a_dissatisfied_follow_up_without_an_order_and_an_order_due_before_it_opened_are_reported(env: Env) -> None:
     from sqlalchemy import text
 
-    from minyi.tasks.store import instant_param
+    from minyi.tasks.store.engine import instant_param
 
     rt = configure(env)
     late = _followup(env, rt, 1, "13900000001", at("2026-11-21 09:00"))
@@ -414,7 +421,7 @@ def test_an_invariant_over_a_table_not_yet_in_the_store_is_not_applicable(
 
 @pytest.fixture
 def reported(env: Env) -> Iterator[tuple[Env, Runtime, QualitySummary]]:
-    from minyi.tasks.intake import Quarantined
+    from minyi.tasks.rules.intake import Quarantined
 
     rt = configure(env)
     history(rt, "police110", count=20)

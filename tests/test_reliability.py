@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from minyi.sim.sms_gateway import SmsGateway
-from minyi.tasks.bounds import (
+from minyi.tasks.adapters.bounds import (
     CONTROL_CHARACTER,
     FROM_TOO_LONG,
     MAX_ANSWER_BYTES,
@@ -169,7 +169,7 @@ _RSS_PROBE = """
 import resource, sys
 from datetime import datetime
 from minyi.tasks.runtime import load_runtime
-from minyi.tasks.replies import ingest_replies
+from minyi.tasks.stages.replies import ingest_replies
 rt = load_runtime()
 with rt.sms_gateway() as client:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -203,7 +203,7 @@ def test_a_17_mib_replies_page_is_refused_with_peak_memory_bounded(env: Env, gat
 def test_a_lease_is_taken_once_renewed_by_its_holder_and_taken_over_only_after_expiry(env: Env) -> None:
     import time
 
-    from minyi.tasks.leases import release_lease, renew_lease, take_lease
+    from minyi.tasks.store.leases import release_lease, renew_lease, take_lease
 
     key = "daily-loop:2026-11-21"
     assert take_lease(env.engine, key, "first", 1.0)
@@ -223,7 +223,7 @@ def test_a_lease_is_taken_once_renewed_by_its_holder_and_taken_over_only_after_e
 def test_a_held_lease_is_renewed_while_its_run_lives_and_released_at_its_end(env: Env) -> None:
     import time
 
-    from minyi.tasks.leases import held, take_lease
+    from minyi.tasks.store.leases import held, take_lease
 
     key = "daily-loop:2026-11-21"
     with held(env.engine, key, "runner", 0.6) as taken:
@@ -310,7 +310,7 @@ def test_a_second_run_while_the_first_lives_ends_with_exit_4_having_done_nothing
     env: Env, gateway: SmsGateway
 ) -> None:
     from minyi.sim.source_server import SourceServer, StaticFeed
-    from minyi.tasks.leases import held
+    from minyi.tasks.store.leases import held
 
     feed = StaticFeed()
     feed.data[("police110", DAY)] = [make_record(i, DAY) for i in range(5)]
@@ -355,7 +355,7 @@ def test_a_claim_whose_holder_died_is_taken_over_after_its_expiry_and_not_before
 
     from sqlalchemy import text
 
-    from minyi.tasks.store import instant_param
+    from minyi.tasks.store.engine import instant_param
 
     rt = configure(env, gateway, claim_seconds=1)
     add_records(rt, [make_record(i, DAY) for i in range(10)])
@@ -380,7 +380,7 @@ def test_a_claim_whose_holder_died_is_taken_over_after_its_expiry_and_not_before
 
 
 def test_landlines_in_free_text_are_masked_and_ordinary_numbers_are_not() -> None:
-    from minyi.tasks.masking import mask_text
+    from minyi.tasks.rules.masking import mask_text
 
     assert mask_text("回拨 0532-88887777 或 053288887777") == "回拨 053*****7777 或 053*****7777"
     assert mask_text("座机010 12345678") == "座机010****5678"
@@ -392,7 +392,7 @@ def test_a_traceback_logged_with_exc_info_reaches_no_handler_with_a_number_in_it
     import io
     import logging
 
-    from minyi.tasks.masking import install_log_masking
+    from minyi.tasks.rules.masking import install_log_masking
 
     install_log_masking()
     stream = io.StringIO()

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 import pytest
 
 from minyi.sim.slack_api import SlackApiServer
+from minyi.tasks.adapters.notify.engine import deliver
+from minyi.tasks.adapters.notify.files import FileNotifier
+from minyi.tasks.adapters.notify.slack import SlackNotifier
 from minyi.tasks.config import load_config
-from minyi.tasks.notify.engine import deliver
-from minyi.tasks.notify.files import FileNotifier
-from minyi.tasks.notify.slack import SlackNotifier
-from minyi.tasks.outbox import Message, enqueue
 from minyi.tasks.runtime import build_notifier
+from minyi.tasks.store.outbox import Message, enqueue
 from tests.support import Env, at, config_toml
 
 TOKEN = "xoxb-test-token"
@@ -208,8 +208,8 @@ def test_resend_posts_the_chosen_message_again_with_a_new_ts(
 
 
 def test_resend_with_no_selection_is_refused(env: Env, slack: SlackApiServer) -> None:
+    from minyi.tasks.adapters.notify.engine import select_for_resend
     from minyi.tasks.errors import InputError
-    from minyi.tasks.notify.engine import select_for_resend
 
     with env.engine.connect() as conn, pytest.raises(InputError, match="refusing to resend everything"):
         select_for_resend(conn)

@@ -9,8 +9,8 @@ import sys
 from collections import Counter
 from datetime import timedelta
 
-from minyi.tasks.runs import record_run
-from minyi.tasks.visits import list_visits
+from minyi.tasks.stages.visits import list_visits
+from minyi.tasks.store.runs import record_run
 from tests.month import AS_OF, BUSINESS_DATE, build_month
 from tests.support import Env, config_toml
 
@@ -60,7 +60,7 @@ def test_a_finished_sweep_is_recorded_for_the_status_screen(env: Env, prefect_ha
     env.write_config(config_toml())
     sweep(as_of=AS_OF)
     with env.engine.connect() as conn:
-        from minyi.tasks.runs import last_run
+        from minyi.tasks.store.runs import last_run
 
         run = last_run(conn, "sweep")
     assert run is not None and run.outcome == "completed" and run.as_of == AS_OF and run.business_date is None

@@ -16,8 +16,8 @@ import pytest
 
 from minyi.tasks.config import load_config
 from minyi.tasks.errors import InputError
-from minyi.tasks.escalation import run_escalations
-from minyi.tasks.orders import OrderRefused, UnknownOrder, apply_report
+from minyi.tasks.stages.escalation import run_escalations
+from minyi.tasks.stages.orders import OrderRefused, UnknownOrder, apply_report
 from tests.supervision_support import add_answer, prepare_units, supervise_at
 from tests.support import TZ, Env, at, config_toml
 

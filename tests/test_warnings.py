@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import Session
 
-from minyi.tasks.masking import phone_hmac
-from minyi.tasks.warnings import declined, find_warnings, overdue_cluster, repeat_dissatisfied, unit_decline
+from minyi.tasks.rules.masking import phone_hmac
+from minyi.tasks.stages.warnings import declined, find_warnings, overdue_cluster, repeat_dissatisfied, unit_decline
 from tests.month import AS_OF, BUSINESS_DATE, Builder, build_month
 from tests.support import TZ, Env, config_toml
 

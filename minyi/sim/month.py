@@ -127,7 +127,7 @@ def citizens_reply(engine: Engine, gateway: SmsGateway, day: date, as_of: dateti
 
 def desk_calls(engine: Engine, now: datetime, tz: ZoneInfo, tally: Tally) -> int:
     """The call-back desk works through the visit queue at `now` (unreachable citizens are tried again later)."""
-    from minyi.tasks.visits import list_visits, record_visit
+    from minyi.tasks.stages.visits import list_visits, record_visit
 
     made = 0
     for v in list_visits(engine, limit=100_000):
@@ -149,8 +149,8 @@ _STAGE_OF = {"open": 0, "responded": 1, "rectified": 2}
 
 def units_report(engine: Engine, now: datetime, tz: ZoneInfo, tally: Tally) -> int:
     """Each unit reports on its open orders at its own pace; one resolution in five is 'not resolved'."""
-    from minyi.tasks.orders import apply_report
-    from minyi.tasks.store import instant_param
+    from minyi.tasks.stages.orders import apply_report
+    from minyi.tasks.store.engine import instant_param
 
     with engine.connect() as conn:
         rows = conn.execute(_OPEN_ORDERS, {"now": instant_param(engine.dialect.name, now)}).all()

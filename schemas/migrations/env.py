@@ -8,7 +8,7 @@ config = context.config
 engine = config.attributes.get("engine")
 if engine is None:  # `alembic` CLI use: fall back to the configured store
     from minyi.tasks.config import Settings
-    from minyi.tasks.store import get_engine
+    from minyi.tasks.store.engine import get_engine
 
     engine = get_engine(Settings().resolved_database_url())
 

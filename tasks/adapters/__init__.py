@@ -1,0 +1,1 @@
+"""The outside parties behind small interfaces: sources, SMS gateway, notifiers, charts."""

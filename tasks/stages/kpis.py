@@ -1,0 +1,460 @@
+"""The assessment metrics of SPEC §7, the points score of §11 and the lineage of §12, month-to-date at `as_of`.
+
+Counts and lineage come from one statement (`lineage_sql`): one row
+(unit_code, metric, source, record_id) per record behind each count, and the
+counts are that statement's GROUP BY. So a count and the records listed behind
+it cannot drift: both are the same SQL. A follow-up's metrics are grouped by the
+unit of the *record*, an order's by the unit holding it at as_of (SPEC §5), and
+both are restricted to the records whose business date is in the period:
+an order opened on the 2nd for a record of the 30th of last month belongs to
+last month's assessment. Quarantined rows are not records, so they count nowhere.
+
+Everything after the counts is pure: rates (null on a zero denominator),
+`meets_targets` (a null rate passes), the score, ranking and the overall row
+(sums of the units' counts, rates recomputed from the sums, never averaged).
+
+Decisions SPEC §7 leaves open (docs/reports.md restates them):
+- a pending_calendar order (no due instant) that is done counts as due but not
+  on time: "on time" means strictly before a due instant, and there is none yet;
+  once the calendar is supplied the due is computed and the order re-evaluated.
+- counts read the store as it is when the report runs; `as_of` decides which
+  clocks have run out (`response_due <= as_of`).
+- rates are written as the exact ratio (a float, unrounded); `meets_targets`
+  and ranking compare the exact fractions.
+- units under `min_responses` are listed after the ranked ones in the same
+  order the ranking would give them, with `rank: null`.
+- the score is null when every rate is null, and also when the non-null rates
+  all have weight 0 (there is nothing weighted to score).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from fractions import Fraction
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from minyi.tasks.config import AssessmentConfig, TargetsConfig, WeightsConfig
+from minyi.tasks.store.engine import instant_param
+
+# SPEC §7's lifecycle counts (SPEC §5): `excluded` is a record count (it has lineage), the others count
+# lifecycle events (_LIFECYCLE_SQL).
+LIFECYCLE_COUNTS: tuple[str, ...] = (
+    "excluded",
+    "returned",
+    "reassigned_in",
+    "extensions_approved",
+    "reopened",
+    "backdated",
+)
+COUNTS: tuple[str, ...] = (
+    "records",
+    "followups_sent",
+    "responses",
+    "satisfied",
+    "basically_satisfied",
+    "dissatisfied",
+    "orders_opened",
+    "orders_due_response",
+    "responded_on_time",
+    "orders_closed",
+    "resolved",
+    "orders_due_completion",
+    "completed_on_time",
+    *LIFECYCLE_COUNTS,
+)
+# (rate, numerator, denominator); the numerator of satisfaction is a sum of two counts.
+RATES: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("satisfaction_rate", ("satisfied", "basically_satisfied"), "responses"),
+    ("reply_rate", ("responses",), "followups_sent"),
+    ("timely_response_rate", ("responded_on_time",), "orders_due_response"),
+    ("resolution_rate", ("resolved",), "orders_closed"),
+    ("timely_completion_rate", ("completed_on_time",), "orders_due_completion"),
+)
+# The order SPEC §7 lists M in (reply_rate beside the satisfaction rate it qualifies); JSON and CSV follow it.
+METRICS: tuple[str, ...] = (
+    "records",
+    "followups_sent",
+    "responses",
+    "satisfied",
+    "basically_satisfied",
+    "dissatisfied",
+    "satisfaction_rate",
+    "reply_rate",
+    "orders_opened",
+    "orders_due_response",
+    "responded_on_time",
+    "timely_response_rate",
+    "orders_closed",
+    "resolved",
+    "resolution_rate",
+    "orders_due_completion",
+    "completed_on_time",
+    "timely_completion_rate",
+    *LIFECYCLE_COUNTS,
+    "score",
+)
+# Which rates are held against which target.
+TARGETED: tuple[tuple[str, str], ...] = (
+    ("timely_response_rate", "timely_response"),
+    ("satisfaction_rate", "satisfaction"),
+    ("resolution_rate", "resolution"),
+)
+# The rates the points score weighs (SPEC §11), with the name of each weight in `[assessment] weights`.
+SCORED: tuple[tuple[str, str], ...] = (
+    ("timely_response_rate", "timely_response"),
+    ("satisfaction_rate", "satisfaction"),
+    ("resolution_rate", "resolution"),
+    ("timely_completion_rate", "timely_completion"),
+)
+# The counts lineage.csv and `minyi explain` trace to records (SPEC §12), in the order they are written.
+LINEAGE_METRICS: tuple[str, ...] = (
+    "records",
+    "followups_sent",
+    "responses",
+    "satisfied",
+    "basically_satisfied",
+    "dissatisfied",
+    "excluded",
+    "orders_opened",
+    "responded_on_time",
+    "orders_closed",
+    "resolved",
+    "completed_on_time",
+)
+
+Counts = dict[str, int]
+
+
+@dataclass(frozen=True)
+class Period:
+    """Month-to-date: the first of business_date's month up to business_date, both included."""
+
+    start: date
+    end: date
+
+    @classmethod
+    def month_to_date(cls, business_date: date) -> Period:
+        return cls(business_date.replace(day=1), business_date)
+
+
+# ---------------------------------------------------------------------------------------------- pure
+
+
+def exact_rate(counts: Counts, numerator: tuple[str, ...], denominator: str) -> Fraction | None:
+    den = counts.get(denominator, 0)
+    if den == 0:
+        return None
+    return Fraction(sum(counts.get(n, 0) for n in numerator), den)
+
+
+def exact_rates(counts: Counts) -> dict[str, Fraction | None]:
+    """Every rate of M as an exact fraction (None on a zero denominator)."""
+    return {rate: exact_rate(counts, num, den) for rate, num, den in RATES}
+
+
+def score(rates: Mapping[str, Fraction | float | None], weights: WeightsConfig) -> float | None:
+    """SPEC §11: 100 × Σ(wᵢ·rateᵢ) / Σ(wᵢ over the non-null rates), rounded half-up to 2 decimals.
+
+    A null rate drops out of both sums; null when no weighted rate is left.
+    """
+    num = Fraction(0)
+    den = Fraction(0)
+    for rate, weight_name in SCORED:
+        value = rates.get(rate)
+        if value is None:
+            continue
+        w = Fraction(str(getattr(weights, weight_name)))
+        num += w * Fraction(value)
+        den += w
+    if den == 0:
+        return None
+    hundredths = (100 * 100 * num / den + Fraction(1, 2)).__floor__()  # half-up, exactly
+    return float(Fraction(hundredths, 100))
+
+
+def metrics(counts: Counts, weights: WeightsConfig | None = None) -> dict[str, Any]:
+    """M of SPEC §7 from counts: every count, each rate (exact, null on a zero denominator) and the score."""
+    values: dict[str, Any] = {name: int(counts.get(name, 0)) for name in COUNTS}
+    exact = exact_rates(counts)
+    for rate, value in exact.items():
+        values[rate] = None if value is None else float(value)
+    values["score"] = score(exact, weights or WeightsConfig())
+    return {name: values[name] for name in METRICS}
+
+
+def meets_targets(counts: Counts, targets: TargetsConfig) -> bool:
+    """Every targeted rate at or above its target; a null rate (nothing to judge) passes."""
+    spec = {rate: (num, den) for rate, num, den in RATES}
+    for rate, target_name in TARGETED:
+        exact = exact_rate(counts, *spec[rate])
+        if exact is not None and exact < Fraction(str(getattr(targets, target_name))):
+            return False
+    return True
+
+
+def sum_counts(per_unit: dict[str, Counts]) -> Counts:
+    return {name: sum(c.get(name, 0) for c in per_unit.values()) for name in COUNTS}
+
+
+def _order_key(unit: dict[str, Any], counts: Counts, rank_by: str) -> tuple[Any, ...]:
+    """Rank 1 is best. targets: meets_targets first, satisfaction descending (null last); score: score descending
+    (null last); then unit_code. Exact fractions, so the float in the JSON never reorders two units."""
+    if rank_by == "score":
+        s = unit["score"]
+        return (s is None, -(s or 0), unit["unit_code"])
+    sat = exact_rate(counts, ("satisfied", "basically_satisfied"), "responses")
+    return (not unit["meets_targets"], sat is None, -(sat or 0), unit["unit_code"])
+
+
+def rank_units(units: list[dict[str, Any]], per_unit: dict[str, Counts], cfg: AssessmentConfig) -> list[dict[str, Any]]:
+    """Units in table order with `ranked` and `rank` (SPEC §7): a unit under `min_responses` responses is
+    listed after every ranked unit, `ranked: false`, `rank: null` (one happy citizen must not top the table)."""
+    for unit in units:
+        unit["ranked"] = per_unit[unit["unit_code"]].get("responses", 0) >= cfg.min_responses
+    units.sort(key=lambda u: (not u["ranked"], *_order_key(u, per_unit[u["unit_code"]], cfg.rank_by)))
+    position = 0
+    for unit in units:
+        if unit["ranked"]:
+            position += 1
+        unit["rank"] = position if unit["ranked"] else None
+    return units
+
+
+def assessment(
+    business_date: date,
+    as_of: datetime,
+    tz: ZoneInfo,
+    targets: TargetsConfig,
+    per_unit: dict[str, Counts],
+    cfg: AssessmentConfig | None = None,
+) -> dict[str, Any]:
+    """assessment.json of SPEC §7 from per-unit counts (every unit with records in the period)."""
+    cfg = cfg or AssessmentConfig()
+    period = Period.month_to_date(business_date)
+    units = [
+        {"unit_code": code, **metrics(counts, cfg.weights), "meets_targets": meets_targets(counts, targets)}
+        for code, counts in per_unit.items()
+    ]
+    return {
+        "business_date": business_date.isoformat(),
+        "as_of": as_of.astimezone(tz).isoformat(),
+        "period": {"start": period.start.isoformat(), "end": period.end.isoformat()},
+        "targets": {
+            "timely_response": targets.timely_response,
+            "satisfaction": targets.satisfaction,
+            "resolution": targets.resolution,
+        },
+        "overall": metrics(sum_counts(per_unit), cfg.weights),
+        "units": rank_units(units, per_unit, cfg),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- SQL
+
+# The period's records with their follow-up and order. A record has at most one follow-up and a follow-up at
+# most one order (unique constraints), so the LEFT JOINs never multiply rows. An order is responded once
+# responded_at is set, closed once closed_at is set (the state machine fills earlier stages with the later
+# stage's time). NULL dues never compare true: pending_calendar.
+#
+# Two groupings (SPEC §5): a follow-up's own metrics stay with the record's unit_code; an order's metrics
+# count for the unit holding it at as_of (the target of its last reassignment by as_of, else the record's
+# unit), so the "order" base reads only records with an order and names the holder as unit_code.
+_BASE_SQL = """
+SELECT {unit} AS unit_code, r.source, r.record_id, f.sms_status, f.satisfaction,
+       o.id AS order_id, o.responded_at, o.response_due, o.closed_at, o.completion_due, o.resolution
+FROM records r
+{join} followups f ON f.record_pk = r.id
+{join} orders o ON o.followup_id = f.id
+WHERE r.business_date >= :start AND r.business_date <= :end
+"""
+_HOLDER = (
+    "COALESCE((SELECT ev.to_unit FROM order_events ev WHERE ev.order_id = o.id AND ev.stage = 'reassign' "
+    "AND ev.at <= :as_of ORDER BY ev.at DESC, ev.id DESC LIMIT 1), r.unit_code)"
+)
+GROUPS: dict[str, tuple[str, str]] = {"record": ("r.unit_code", "LEFT JOIN"), "order": (_HOLDER, "JOIN")}
+# An answer behind an appeal upheld by as_of (closed(excluded), SPEC §5) counts in records, followups_sent and
+# `excluded` only: in no response, answer or order metric.
+_EXCLUDED = "(resolution = 'excluded' AND closed_at <= :as_of)"
+_KEPT = "(order_id IS NULL OR resolution IS NULL OR resolution <> 'excluded' OR closed_at > :as_of)"
+
+# metric -> (grouping, the condition on a row of its base that puts its record behind that count). Every
+# statement below (the counts, the counts with their lineage, the lineage rows of `minyi explain`) is generated
+# from this one table: one more metric is one more entry here, and its count and its lineage cannot disagree.
+BRANCHES: dict[str, tuple[str, str]] = {
+    "records": ("record", "1 = 1"),
+    "followups_sent": ("record", "sms_status = 'sent'"),
+    "responses": ("record", f"satisfaction IN ('satisfied', 'basically_satisfied', 'dissatisfied') AND {_KEPT}"),
+    "satisfied": ("record", f"satisfaction = 'satisfied' AND {_KEPT}"),
+    "basically_satisfied": ("record", f"satisfaction = 'basically_satisfied' AND {_KEPT}"),
+    "dissatisfied": ("record", f"satisfaction = 'dissatisfied' AND {_KEPT}"),
+    "excluded": ("record", _EXCLUDED),
+    "orders_opened": ("order", _KEPT),
+    "orders_due_response": ("order", f"(responded_at IS NOT NULL OR response_due <= :as_of) AND {_KEPT}"),
+    "responded_on_time": ("order", f"responded_at IS NOT NULL AND responded_at < response_due AND {_KEPT}"),
+    "orders_closed": ("order", f"closed_at IS NOT NULL AND {_KEPT}"),
+    "resolved": ("order", "closed_at IS NOT NULL AND resolution = 'resolved'"),
+    "orders_due_completion": ("order", f"(closed_at IS NOT NULL OR completion_due <= :as_of) AND {_KEPT}"),
+    "completed_on_time": ("order", f"closed_at IS NOT NULL AND closed_at < completion_due AND {_KEPT}"),
+}
+# The lifecycle events of the period's orders by as_of, each for the unit that made it (a reassignment for the
+# unit it went to). Events, not records: no lineage (SPEC §12 traces record counts).
+_LIFECYCLE_SQL = """
+SELECT unit_code,
+       SUM(CASE WHEN stage = 'returned' THEN 1 ELSE 0 END) AS returned,
+       SUM(CASE WHEN stage = 'reassign' THEN 1 ELSE 0 END) AS reassigned_in,
+       SUM(CASE WHEN stage = 'approve-extension' THEN 1 ELSE 0 END) AS extensions_approved,
+       SUM(CASE WHEN stage = 'reopen' THEN 1 ELSE 0 END) AS reopened,
+       SUM(CASE WHEN backdated = :t THEN 1 ELSE 0 END) AS backdated
+FROM (
+  SELECT CASE WHEN ev.stage = 'reassign' THEN ev.to_unit ELSE COALESCE(ev.unit_code, o.unit_code) END AS unit_code,
+         ev.stage, ev.backdated
+  FROM order_events ev
+  JOIN orders o ON o.id = ev.order_id
+  JOIN followups f ON f.id = o.followup_id
+  JOIN records r ON r.id = f.record_pk
+  WHERE r.business_date >= :start AND r.business_date <= :end AND ev.at <= :as_of
+) events
+GROUP BY unit_code
+"""
+
+
+def _chr(dialect: str, code: int) -> str:
+    return f"chr({code})" if dialect == "postgresql" else f"char({code})"
+
+
+def _csv_cell_sql(col: str, dialect: str) -> str:
+    """SQL for a formula-safe (SPEC §7), CSV-quoted text cell: what tasks.csvsafe and csv.writer make of it.
+
+    One pattern match per question (a GLOB on SQLite, a regular expression on PostgreSQL) rather than a LIKE
+    per character: it runs on every line of lineage.csv.
+    """
+    if dialect == "postgresql":
+        formula = f"{col} ~ '^[-=+@\\t\\r]'"
+        special = f"{col} ~ '[,\"\\r\\n]'"
+    else:
+        formula = f"{col} GLOB ('[=+@' || char(9) || char(13) || '-]*')"
+        special = f"{col} GLOB ('*[,\"' || char(10) || char(13) || ']*')"
+    safe = f"(CASE WHEN {formula} THEN '''' || {col} ELSE {col} END)"
+    return f"(CASE WHEN {special} THEN '\"' || replace({safe}, '\"', '\"\"') || '\"' ELSE {safe} END)"
+
+
+def _base(group: str) -> str:
+    unit, join = GROUPS[group]
+    return _BASE_SQL.format(unit=unit, join=join)
+
+
+def lineage_sql(metrics: tuple[str, ...] = LINEAGE_METRICS, unit: bool = False) -> str:
+    """(unit_code, metric, source, record_id): one row per record behind each count of `metrics`.
+
+    With `unit`, only the unit named by the `:unit` parameter (what `minyi explain` reads).
+    """
+    only = " AND unit_code = :unit" if unit else ""
+    return "\nUNION ALL\n".join(
+        f"SELECT unit_code, '{m}' AS metric, source, record_id FROM ({_base(BRANCHES[m][0])}) b "
+        f"WHERE {BRANCHES[m][1]}{only}"
+        for m in metrics
+    )
+
+
+def counts_sql(dialect: str, group: str, with_lineage: bool = False) -> str:
+    """Per unit: the count of each metric of `group`, and (with_lineage) the lineage.csv lines of the records
+    behind each of its LINEAGE_METRICS, built and joined by the database in the same pass.
+
+    Why one pass with a conditional count and a conditional aggregate per metric, rather than a GROUP BY of the
+    UNION ALL rows: the period's records are read once per grouping and no million-row sort is needed; the
+    condition of a count and of its lineage is the same text from BRANCHES, in the same statement.
+    """
+    mine = [m for m, (g, _) in BRANCHES.items() if g == group]
+    cols = [f"SUM(CASE WHEN {BRANCHES[m][1]} THEN 1 ELSE 0 END) AS {m}" for m in mine]
+    source = f"({_base(group)}) b"
+    if with_lineage:
+        agg = "string_agg" if dialect == "postgresql" else "group_concat"
+        lf = _chr(dialect, 10)
+        cols += [
+            f"{agg}(CASE WHEN {BRANCHES[m][1]} THEN unit_cell || ',{m},' || ref END, {lf}) AS lineage_{m}"
+            for m in LINEAGE_METRICS
+            if m in mine
+        ]
+        # a source name is a config name (^[a-z0-9][a-z0-9_-]*$): only the upstream strings need the care
+        source = (
+            f"(SELECT b.*, {_csv_cell_sql('b.unit_code', dialect)} AS unit_cell, "
+            f"b.source || ',' || {_csv_cell_sql('b.record_id', dialect)} AS ref FROM {source}) b"
+        )
+    return f"SELECT unit_code, {', '.join(cols)}\nFROM {source}\nGROUP BY unit_code ORDER BY unit_code"
+
+
+def _params(conn: Connection, period: Period, as_of: datetime, **extra: Any) -> dict[str, Any]:
+    return {"start": period.start, "end": period.end, "as_of": instant_param(conn.dialect.name, as_of), **extra}
+
+
+# (unit_code, metric, lines, n): the n lineage.csv lines (`unit_code,metric,source,record_id`, CSV-quoted and
+# formula-safe, joined by newlines) of the records behind one count.
+LineageSink = Callable[[str, str, str, int], None]
+
+
+def unit_counts(
+    conn: Connection, period: Period, as_of: datetime, lineage: LineageSink | None = None
+) -> dict[str, Counts]:
+    """Counts per unit_code for every unit with records in the period (known to the config or not), and every
+    unit holding, or having acted on, one of the period's orders (SPEC §5).
+
+    With `lineage`, the same statements also hand it the records behind each count of LINEAGE_METRICS, so
+    the counts returned and the lineage written are one reading of the store.
+    """
+    params = _params(conn, period, as_of)
+    per_unit: dict[str, Counts] = {}
+    for group in GROUPS:
+        sql = counts_sql(conn.dialect.name, group, with_lineage=lineage is not None)
+        for row in conn.execute(text(sql), params).mappings():
+            code = row["unit_code"]
+            counts = per_unit.setdefault(code, dict.fromkeys(COUNTS, 0))
+            for m, (g, _) in BRANCHES.items():
+                if g == group:
+                    counts[m] = int(row[m] or 0)
+            if lineage is not None:
+                for m in LINEAGE_METRICS:
+                    if BRANCHES[m][0] == group and row[f"lineage_{m}"]:
+                        lineage(code, m, row[f"lineage_{m}"], counts[m])
+    for row in conn.execute(text(_LIFECYCLE_SQL), params | {"t": True}).mappings():
+        counts = per_unit.setdefault(row["unit_code"], dict.fromkeys(COUNTS, 0))
+        counts.update({k: int(v or 0) for k, v in row.items() if k != "unit_code"})
+    return dict(sorted(per_unit.items()))
+
+
+def compute_assessment(
+    conn: Connection,
+    business_date: date,
+    as_of: datetime,
+    tz: ZoneInfo,
+    targets: TargetsConfig,
+    cfg: AssessmentConfig | None = None,
+    lineage: LineageSink | None = None,
+) -> dict[str, Any]:
+    """assessment.json for business_date's month to date, evaluated at as_of (and its lineage, to `lineage`)."""
+    counts = unit_counts(conn, Period.month_to_date(business_date), as_of, lineage)
+    return assessment(business_date, as_of, tz, targets, counts, cfg)
+
+
+def explain(conn: Connection, unit_code: str, metric: str, period: Period, as_of: datetime) -> list[str]:
+    """`SOURCE:RECORD_ID` of every record behind one unit's count of `metric` (SPEC §12), sorted."""
+    sql = f"SELECT source, record_id FROM ({lineage_sql((metric,), unit=True)}) l ORDER BY source, record_id"
+    rows = conn.execute(text(sql), _params(conn, period, as_of, unit=unit_code))
+    return [f"{source}:{record_id}" for source, record_id in rows]
+
+
+def explain_count(conn: Connection, unit_code: str, metric: str, business_date: date, as_of: datetime) -> list[str]:
+    """What `minyi explain` lists: the records behind `metric` of `unit_code` in business_date's assessment.
+
+    An unknown metric is refused naming the ones that can be traced.
+    """
+    from minyi.tasks.errors import InputError
+
+    if metric not in LINEAGE_METRICS:
+        raise InputError(f"METRIC {metric!r}: expected one of {', '.join(LINEAGE_METRICS)}")
+    return explain(conn, unit_code, metric, Period.month_to_date(business_date), as_of)

@@ -1,0 +1,492 @@
+"""The SMS gateway (SPEC §4): the `SmsGateway` protocol, its httpx client, and the outbox relay.
+
+Why an outbox: the follow-up row *is* the message (`sms_status = 'queued'`,
+written by planning in the same statement that decides eligibility). The relay
+claims queued rows a batch at a time (`claim_owner`, `claim_expires_at`: one
+`UPDATE … RETURNING`, inside a write transaction on SQLite), sends them with
+their deterministic `message_id`, and records the gateway's answer. Two runs
+at once (a daily loop and a sweep) claim disjoint batches, so neither posts a
+message the other is sending. A run killed after the gateway received a batch
+but before its answer was stored leaves that batch claimed; once the claim
+expires the next run sends the same ids again and the gateway answers
+`duplicate`, which counts as sent. So each message reaches the citizen once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, NamedTuple, Protocol
+
+import httpx
+import orjson
+from pydantic import BaseModel
+from sqlalchemy import bindparam, text
+from sqlalchemy.engine import Connection, Engine
+
+from minyi.tasks.adapters.bounds import MAX_CURSOR, AnswerTooLarge, Reply, clean_text, has_control, read_capped
+from minyi.tasks.config import MinyiConfig, SmsConfig, secret_from_env
+from minyi.tasks.errors import MinyiError
+from minyi.tasks.rules.days import local_date
+from minyi.tasks.rules.masking import mask_text
+from minyi.tasks.rules.retry import RETRYABLE_STATUS, Backoff, Retryable, parse_retry_after, with_retries
+from minyi.tasks.stages.eligibility import sms_text, when_words
+from minyi.tasks.store.engine import instant_param, raw_transaction
+
+log = logging.getLogger("minyi.sms")
+SEND_STATUSES = frozenset({"accepted", "duplicate", "rejected"})
+
+
+class SmsGatewayError(MinyiError):
+    """The gateway failed past every retry, or broke its contract; queued messages wait for the next run."""
+
+
+class OutgoingSms(NamedTuple):
+    """One message of a batch (a tuple: a million are built a day)."""
+
+    message_id: str
+    to: str
+    text: str
+
+
+class SendResult(NamedTuple):
+    message_id: str
+    status: str  # accepted | duplicate | rejected
+    error: str | None = None
+
+
+__all__ = ["GatewayClient", "Reply", "ReplyPage", "SmsGateway", "SmsGatewayError", "flush_outbox"]
+
+
+@dataclass(frozen=True)
+class ReplyPage:
+    """One page as the gateway served it: each item still raw (replies.py checks each one, SPEC §4)."""
+
+    items: list[Any]
+    next_cursor: str | None
+
+
+class SmsGateway(Protocol):
+    """What the relay and reply intake need of a gateway; `GatewayClient` (HTTP, SPEC §4) is the first."""
+
+    batch_size: int
+
+    def send_batch(self, messages: list[OutgoingSms]) -> list[SendResult]: ...
+
+    def fetch_replies(self, since: str | None, limit: int) -> ReplyPage: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> SmsGateway: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+class GatewayClient:
+    """The two endpoints of the gateway over HTTP, each call retried on 429/5xx/timeouts/connection errors.
+
+    Every answer is read with the 16 MiB cap of SPEC §14, streamed: over it, the call fails (not retried)
+    and nothing of it is used.
+    """
+
+    def __init__(
+        self,
+        cfg: SmsConfig,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rand: random.Random | None = None,
+    ) -> None:
+        self.batch_size = cfg.batch_size
+        self.backoff = Backoff(cfg.max_attempts, cfg.backoff_seconds, cfg.max_backoff_seconds)
+        self._sleep = sleep
+        self._rand = rand
+        headers = {"Accept": "application/json", "Content-Type": "application/json", "User-Agent": "minyi"}
+        token = secret_from_env(cfg.token_env)
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._client = httpx.Client(
+            base_url=cfg.url.rstrip("/"),
+            headers=headers,
+            timeout=httpx.Timeout(cfg.timeout_seconds, connect=min(10.0, cfg.timeout_seconds)),
+            transport=transport,
+        )
+
+    @classmethod
+    def from_config(cls, cfg: MinyiConfig) -> GatewayClient:
+        return cls(cfg.sms)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> GatewayClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def send_batch(self, messages: list[OutgoingSms]) -> list[SendResult]:
+        """POST one batch (≤ batch_size); the results of the messages the gateway answered for."""
+        body = orjson.dumps({"messages": [{"message_id": m.message_id, "to": m.to, "text": m.text} for m in messages]})
+        doc = self._call("POST", "/messages:batch", content=body)
+        results = doc.get("results") if isinstance(doc, dict) else None
+        if not isinstance(results, list):
+            raise SmsGatewayError("sms gateway: response is not {'results': [...]}")
+        out: list[SendResult] = []
+        for r in results:
+            if not isinstance(r, dict) or r.get("status") not in SEND_STATUSES or not r.get("message_id"):
+                raise SmsGatewayError(f"sms gateway: malformed result {clean_text(str(r), 200)!r}")
+            # message_id is only looked up among the batch's own ids; the error text is stored, so bounded
+            error = clean_text(str(r["error"]), 500) if r.get("error") else None
+            out.append(SendResult(str(r["message_id"]), r["status"], error))
+        return out
+
+    def fetch_replies(self, since: str | None, limit: int) -> ReplyPage:
+        """One page of replies after cursor `since`; next_cursor None means nothing new."""
+        params: dict[str, Any] = {"limit": limit}
+        if since:
+            params["since"] = since
+        doc = self._call("GET", "/replies", params=params)
+        if not isinstance(doc, dict) or not isinstance(doc.get("replies"), list):
+            raise SmsGatewayError("sms gateway: response is not {'replies': [...], 'next_cursor': ...}")
+        nxt = doc.get("next_cursor")
+        if nxt is not None and not isinstance(nxt, str | int):
+            raise SmsGatewayError("sms gateway: next_cursor must be a string or null")
+        cursor = str(nxt) if nxt not in (None, "") else None
+        if cursor is not None and (len(cursor) > MAX_CURSOR or has_control(cursor)):
+            raise SmsGatewayError(f"sms gateway: next_cursor is over {MAX_CURSOR} characters or has control characters")
+        return ReplyPage(doc["replies"], cursor)
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return with_retries(
+            lambda: self._once(method, path, **kwargs),
+            self.backoff,
+            what=f"sms gateway {path}",
+            give_up=SmsGatewayError,
+            sleep=self._sleep,
+            rand=self._rand,
+            log=log,
+        )
+
+    def _once(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            with self._client.stream(method, path, **kwargs) as resp:
+                if resp.status_code in RETRYABLE_STATUS:
+                    raise Retryable(f"HTTP {resp.status_code}", parse_retry_after(resp.headers.get("Retry-After")))
+                if resp.status_code != 200:
+                    raise SmsGatewayError(f"sms gateway {path}: HTTP {resp.status_code} {resp.reason_phrase}")
+                try:
+                    body = read_capped(resp)
+                except AnswerTooLarge as exc:
+                    raise SmsGatewayError(f"sms gateway {path}: {exc}") from None
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            raise Retryable(f"{type(exc).__name__}: {exc}") from None
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise Retryable(f"invalid JSON body ({len(body)} bytes)") from None
+
+
+def in_send_window(as_of: datetime, cfg: MinyiConfig) -> bool:
+    """SMS leave only inside [send_from, send_until) local time of as_of."""
+    local = as_of.astimezone(cfg.tz).time()
+    return cfg.followup.send_from <= local < cfg.followup.send_until
+
+
+class FlushSummary(BaseModel):
+    """What the relay did this run; `queued` is what still waits (held gates, outside the window, failures)."""
+
+    window_open: bool
+    sent: int = 0
+    duplicate: int = 0
+    rejected: int = 0
+    opted_out: int = 0
+    stale: int = 0
+    queued: int = 0
+    held: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+
+_HELD = (
+    "EXISTS (SELECT 1 FROM source_gates g WHERE g.source = f.source "
+    "AND g.business_date = f.business_date AND g.gate = 'held')"
+)
+
+
+def withdraw_unsendable(conn: Connection, as_of: datetime, cfg: MinyiConfig) -> tuple[int, int]:
+    """Queued messages that may no longer leave become skipped: the phone opted out, or the record went stale.
+
+    Why here and not only at planning: a message held by a quality gate, or waiting
+    for the window, may outlive the citizen's TD or max_age_days; SPEC §4 and §8
+    say such a phone/record never gets an SMS.
+    """
+    opted = conn.execute(
+        text(
+            "UPDATE followups SET plan = 'skipped', skip_reason = 'opted_out', sms_status = NULL "
+            "WHERE sms_status = 'queued' AND phone_norm IN (SELECT phone_norm FROM opt_outs)"
+        )
+    ).rowcount
+    oldest: date = local_date(as_of, cfg.tz) - timedelta(days=cfg.followup.max_age_days)
+    stale = conn.execute(
+        text(
+            "UPDATE followups SET plan = 'skipped', skip_reason = 'stale', sms_status = NULL "
+            "WHERE sms_status = 'queued' AND business_date < :oldest"
+        ),
+        {"oldest": oldest},
+    ).rowcount
+    return max(opted or 0, 0), max(stale or 0, 0)
+
+
+def _waiting(conn: Connection) -> tuple[int, int]:
+    queued = conn.execute(text("SELECT COUNT(*) FROM followups WHERE sms_status = 'queued'")).scalar_one()
+    held = conn.execute(
+        text(f"SELECT COUNT(*) FROM followups f WHERE f.sms_status = 'queued' AND {_HELD}")
+    ).scalar_one()
+    return queued, held
+
+
+# Raw DBAPI (placeholders filled per dialect): a million rows a day are read here, and
+# SQLAlchemy's Row objects cost more than the query.
+# The claim: the next batch of queued, releasable rows nobody holds (or whose holder's claim has expired),
+# taken in one UPDATE … RETURNING. PostgreSQL skips rows another run is claiming right now; SQLite runs it in
+# a write transaction (BEGIN IMMEDIATE), so two claimers are serialised.
+_CLAIMABLE = (
+    f"SELECT f.id FROM followups f WHERE f.sms_status = 'queued' AND f.id > {{p}} AND NOT {_HELD} "
+    "AND (f.claim_expires_at IS NULL OR f.claim_expires_at < {p}) ORDER BY f.id LIMIT {p}"
+)
+_CLAIM = {
+    "postgresql": (
+        "UPDATE followups SET claim_owner = %s, claim_expires_at = %s "
+        "WHERE id IN (" + _CLAIMABLE.format(p="%s") + " FOR UPDATE OF f SKIP LOCKED) RETURNING id"
+    ),
+    "sqlite": (
+        "UPDATE followups SET claim_owner = ?, claim_expires_at = ? WHERE id IN (" + _CLAIMABLE.format(p="?") + ") "
+        "RETURNING id"
+    ),
+}
+_CLAIMED_BATCH = (
+    "SELECT f.id, f.message_id, f.phone_norm, f.business_date, r.matter, u.name "
+    "FROM followups f JOIN records r ON r.id = f.record_pk LEFT JOIN units u ON u.code = f.unit_code "
+    "WHERE f.claim_owner = {p} AND f.sms_status = 'queued' AND f.id > {p} AND f.id <= {p} ORDER BY f.id"
+)
+# Batches on the wire at once: while the gateway handles one, the next is read and composed.
+IN_FLIGHT = 2
+
+
+class MessageTexts:
+    """The SMS text of each queued follow-up, composed as it leaves (SPEC §4's example).
+
+    Why at send time: "昨日" must be true on the day the citizen reads it, and a message
+    held by a quality gate may leave days after its business date. A day's million
+    messages share a few hundred (date, unit, matter) texts, so each is built once.
+    """
+
+    def __init__(self, cfg: MinyiConfig, as_of: datetime) -> None:
+        self._cfg = cfg
+        self._as_of = as_of
+        self._texts: dict[tuple[date, str | None, str | None], str] = {}
+
+    def __call__(self, business_date: date | str, unit_name: str | None, matter: str | None) -> str:
+        day = business_date if isinstance(business_date, date) else date.fromisoformat(business_date)
+        key = (day, unit_name, matter)
+        composed = self._texts.get(key)
+        if composed is None:
+            when = when_words(day, self._as_of, self._cfg)
+            composed = self._texts[key] = sms_text(self._cfg.sms.signature, when, unit_name or None, matter)
+        return composed
+
+
+_MARK_SENT = text(
+    "UPDATE followups SET sms_status = 'sent', sent_at = :at, claim_owner = NULL, claim_expires_at = NULL "
+    "WHERE id IN :ids AND sms_status = 'queued'"
+).bindparams(bindparam("ids", expanding=True))
+_MARK_REJECTED = text(
+    "UPDATE followups SET sms_status = 'rejected', gateway_error = :err, claim_owner = NULL, claim_expires_at = NULL "
+    "WHERE id = :id AND sms_status = 'queued'"
+)
+# A claim is released when its batch's answer was lost (the run stopped on a gateway error): the next run may
+# send it again at once, and the gateway answers `duplicate` for what it already had.
+_RELEASE = text(
+    "UPDATE followups SET claim_owner = NULL, claim_expires_at = NULL WHERE claim_owner = :owner AND sms_status = 'queued'"
+)
+_RENEW = text("UPDATE followups SET claim_expires_at = :until WHERE claim_owner = :owner AND sms_status = 'queued'")
+
+
+def _store_answers(engine: Engine, now: Any, sent_ids: list[int], rejected: list[dict[str, Any]]) -> None:
+    with engine.begin() as conn:
+        if sent_ids:  # one statement per batch: the common case costs one round trip
+            conn.execute(_MARK_SENT, {"at": now, "ids": sent_ids})
+        if rejected:
+            conn.execute(_MARK_REJECTED, rejected)
+
+
+def flush_outbox(engine: Engine, cfg: MinyiConfig, client: SmsGateway, as_of: datetime, log: Any = log) -> FlushSummary:
+    """Send every queued, releasable message in batches, if as_of is inside the send window.
+
+    Each batch's answers are stored in their own transaction, with `sent_at` = as_of
+    (the run's instant, never the wall clock). A gateway failure stops the relay;
+    what is still queued leaves with the next run.
+    """
+    started = time.perf_counter()
+    window = in_send_window(as_of, cfg)
+    summary = FlushSummary(window_open=window)
+    with engine.begin() as conn:
+        summary.opted_out, summary.stale = withdraw_unsendable(conn, as_of, cfg)
+    if window:
+        relay = _Relay(engine, client, MessageTexts(cfg, as_of), instant_param(engine.dialect.name, as_of), log)
+        relay.claim_seconds = cfg.sms.claim_seconds
+        relay.run(summary)
+    with engine.connect() as conn:
+        summary.queued, summary.held = _waiting(conn)
+    summary.seconds = round(time.perf_counter() - started, 3)
+    return summary
+
+
+class _Relay:
+    """One pass over the queued messages: read, compose, send and store, overlapped.
+
+    Why overlapped: the gateway is another process. While it handles batch k, batch
+    k+1 is read and composed and sent on a second connection (at most IN_FLIGHT on
+    the wire), and batch k-1's answers are stored by a writer thread (at most one
+    store in flight). Batches are disjoint (each is claimed by this run before it is
+    read), so their order does not matter, and another run at the same time claims
+    other rows. Every send and store has finished (or raised) before `run` returns;
+    claims this run could not settle are released then. A run killed in between leaves
+    at most IN_FLIGHT + 1 claimed batches that the gateway may already have: after
+    `claim_seconds` the next run sends them again with the same message ids, and the
+    gateway answers `duplicate` (counted as sent).
+    """
+
+    claim_seconds: float = 300.0
+
+    def __init__(self, engine: Engine, client: SmsGateway, compose: MessageTexts, now: Any, log: Any) -> None:
+        self.engine, self.client, self.compose, self.now, self.log = engine, client, compose, now, log
+        self.dialect = engine.dialect.name
+        self.claim_sql = _CLAIM[self.dialect]
+        self.batch_sql = _CLAIMED_BATCH.format(p="?" if self.dialect == "sqlite" else "%s")
+        self.owner = f"sms:{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self.last_id = 0
+
+    def _wall(self, ahead: float = 0.0) -> Any:
+        """Claims expire on the wall clock: they are about a process being alive, not about as_of."""
+        return instant_param(self.dialect, datetime.now(UTC) + timedelta(seconds=ahead))
+
+    def _read(self) -> list[tuple[Any, ...]]:
+        """Claim the next batch and read what its messages need; [] when nothing claimable is left."""
+        with raw_transaction(self.engine) as dbapi:
+            cur = dbapi.cursor()
+            try:
+                cur.execute(
+                    self.claim_sql,
+                    (self.owner, self._wall(self.claim_seconds), self.last_id, self._wall(), self.client.batch_size),
+                )
+                ids = [r[0] for r in cur.fetchall()]
+                if not ids:
+                    return []
+                cur.execute(self.batch_sql, (self.owner, self.last_id, max(ids)))
+                rows = cur.fetchall()
+            finally:
+                cur.close()
+        self.last_id = max(ids)
+        return rows
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        """Keep this run's claims alive while a slow gateway (retries, timeouts) holds a batch."""
+        while not stop.wait(max(self.claim_seconds / 3, 0.05)):
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(_RENEW, {"owner": self.owner, "until": self._wall(self.claim_seconds)})
+            except Exception as exc:  # a missed renewal only risks a re-send after expiry, answered duplicate
+                self.log.warning("sms relay: claim renewal failed: %s", mask_text(str(exc).splitlines()[0]))
+
+    def _release(self) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(_RELEASE, {"owner": self.owner})
+
+    def _messages(self, rows: list[tuple[Any, ...]]) -> list[OutgoingSms]:
+        compose = self.compose
+        return [OutgoingSms(mid, phone, compose(day, unit, matter)) for _, mid, phone, day, matter, unit in rows]
+
+    def run(self, summary: FlushSummary) -> None:
+        stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(stop,), name="sms-claims", daemon=True)
+        beat.start()
+        try:
+            self._run(summary)
+        finally:
+            stop.set()
+            beat.join()
+            self._release()  # what this run claimed and could not settle waits for the next run
+
+    def _run(self, summary: FlushSummary) -> None:
+        sending: deque[tuple[list[tuple[Any, ...]], Future[list[SendResult]]]] = deque()
+        storing: Future[None] | None = None
+        exhausted = False
+        with (
+            ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix="sms-send") as senders,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="sms-store") as writer,
+        ):
+            try:
+                while True:
+                    while not exhausted and summary.error is None and len(sending) < IN_FLIGHT:
+                        rows = self._read()
+                        if not rows:
+                            exhausted = True
+                            break
+                        sending.append((rows, senders.submit(self.client.send_batch, self._messages(rows))))
+                    if not sending:
+                        break
+                    rows, answer = sending.popleft()
+                    try:
+                        results = answer.result()
+                    except SmsGatewayError as exc:
+                        if summary.error is None:  # stop reading; batches already on the wire are still settled
+                            summary.error = mask_text(str(exc))
+                            self.log.error("sms relay stopped: %s", summary.error)
+                        continue
+                    summary.batches += 1
+                    sent_ids, rejected = self._settle(rows, results, summary)
+                    if storing is not None:
+                        storing.result()
+                    storing = writer.submit(_store_answers, self.engine, self.now, sent_ids, rejected)
+            finally:
+                for _, answer in sending:  # only after an unexpected error: let nothing run on unrecorded
+                    answer.cancel()
+                if storing is not None:
+                    storing.result()
+
+    def _settle(
+        self, rows: list[tuple[Any, ...]], results: list[SendResult], summary: FlushSummary
+    ) -> tuple[list[int], list[dict[str, Any]]]:
+        """The batch's answers as ids to mark sent and rows to mark rejected; counted into `summary`."""
+        ids = {row[1]: row[0] for row in rows}
+        sent_ids: set[int] = set()
+        rejected: list[dict[str, Any]] = []
+        for res in results:
+            fid = ids.get(res.message_id)
+            if fid is None or fid in sent_ids:
+                continue  # an answer for a message we did not send in this batch: ignore it
+            if res.status == "rejected":
+                rejected.append({"id": fid, "err": mask_text(res.error or "rejected")[:500]})
+            else:
+                sent_ids.add(fid)
+                summary.duplicate += res.status == "duplicate"
+        summary.sent += len(sent_ids)
+        summary.rejected += len(rejected)
+        if len(sent_ids) + len(rejected) < len(rows):
+            self.log.warning(
+                "sms gateway answered %d of %d messages; the rest stay queued", len(sent_ids) + len(rejected), len(rows)
+            )
+        return sorted(sent_ids), rejected

@@ -1,0 +1,1 @@
+"""The store: engine and migrations runner, bulk paths, outbox, leases."""
