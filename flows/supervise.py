@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from minyi.tasks.rules.days import now as wall_clock
 from minyi.tasks.rules.days import resolve_day
+from minyi.tasks.rules.lifecycle import OperatorAction
 from minyi.tasks.runtime import load_runtime
 from minyi.tasks.stages.escalation import run_escalations, warn_about_calendar
 from minyi.tasks.stages.orders import clock_calendar, open_orders, refresh_dues
@@ -92,20 +93,7 @@ def supervise_stage(now: datetime) -> SuperviseSummary:
     )
 
 
-OrderAction = Literal[
-    "responded",
-    "rectified",
-    "feedback",
-    "returned",
-    "reassign",
-    "keep",
-    "extend",
-    "approve-extension",
-    "reject-extension",
-    "appeal",
-    "uphold-appeal",
-    "reject-appeal",
-]
+OrderAction = OperatorAction
 
 
 @flow(name="report-order", flow_run_name="report-order-{ref}-{action}")

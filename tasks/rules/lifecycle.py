@@ -60,7 +60,8 @@ __all__ = [
 
 Stage = Literal["responded", "rectified", "feedback", "returned"]
 STAGES: tuple[Stage, ...] = get_args(Stage)
-Action = Literal[
+# What an operator may do (CLI flags, the report-order form); a reopen comes only from a verification answer.
+OperatorAction = Literal[
     "responded",
     "rectified",
     "feedback",
@@ -73,8 +74,8 @@ Action = Literal[
     "appeal",
     "uphold-appeal",
     "reject-appeal",
-    "reopen",
 ]
+Action = Literal[OperatorAction, "reopen"]
 ACTIONS: tuple[Action, ...] = get_args(Action)
 CENTRE_ACTIONS: frozenset[str] = frozenset(
     {"reassign", "keep", "approve-extension", "reject-extension", "uphold-appeal", "reject-appeal", "reopen"}

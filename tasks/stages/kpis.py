@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from fractions import Fraction
-from typing import Any
+from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
@@ -113,7 +113,7 @@ SCORED: tuple[tuple[str, str], ...] = (
     ("timely_completion_rate", "timely_completion"),
 )
 # The counts lineage.csv and `minyi explain` trace to records (SPEC §12), in the order they are written.
-LINEAGE_METRICS: tuple[str, ...] = (
+LineageMetric = Literal[
     "records",
     "followups_sent",
     "responses",
@@ -126,7 +126,8 @@ LINEAGE_METRICS: tuple[str, ...] = (
     "orders_closed",
     "resolved",
     "completed_on_time",
-)
+]
+LINEAGE_METRICS: tuple[str, ...] = get_args(LineageMetric)
 
 Counts = dict[str, int]
 
