@@ -80,9 +80,8 @@ def declined(recent_ok: int, recent_n: int, baseline_ok: int, baseline_n: int) -
     return Fraction(recent_ok, recent_n) <= Fraction(baseline_ok, baseline_n) - DECLINE
 
 
-def escape(value: str) -> str:
-    """Upstream strings in a post: Slack's markup characters, so no record can ping a channel or forge a link."""
-    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+# An answer behind an upheld appeal (closed(excluded), SPEC §5) is not counted by any warning.
+_NOT_EXCLUDED = "NOT EXISTS (SELECT 1 FROM orders xo WHERE xo.followup_id = {f}.id AND xo.resolution = 'excluded')"
 
 
 def fmt_rate(value: float) -> str:
@@ -96,15 +95,15 @@ def fmt_rate(value: float) -> str:
 _REPEAT_SQL = """
 SELECT f.phone_norm, r.source, r.record_id, r.business_date, r.unit_code
 FROM followups f JOIN records r ON r.id = f.record_pk
-WHERE f.satisfaction = 'dissatisfied' AND f.phone_norm IS NOT NULL
+WHERE f.satisfaction = 'dissatisfied' AND f.phone_norm IS NOT NULL AND {nx_f}
   AND r.business_date >= :start AND r.business_date <= :end
   AND f.phone_norm IN (
       SELECT f2.phone_norm FROM followups f2 JOIN records r2 ON r2.id = f2.record_pk
-      WHERE f2.satisfaction = 'dissatisfied' AND f2.phone_norm IS NOT NULL
+      WHERE f2.satisfaction = 'dissatisfied' AND f2.phone_norm IS NOT NULL AND {nx_f2}
         AND r2.business_date >= :start AND r2.business_date <= :end
       GROUP BY f2.phone_norm HAVING COUNT(*) >= :min_repeats)
 ORDER BY f.phone_norm, r.business_date, r.handled_at, r.source, r.record_id
-"""
+""".format(nx_f=_NOT_EXCLUDED.format(f="f"), nx_f2=_NOT_EXCLUDED.format(f="f2"))
 
 _DECLINE_SQL = """
 SELECT r.unit_code,
@@ -116,10 +115,10 @@ SELECT r.unit_code,
            AS baseline_ok
 FROM records r JOIN followups f ON f.record_pk = r.id
 WHERE r.business_date >= :baseline_start AND r.business_date <= :end
-  AND f.satisfaction IN ('satisfied', 'basically_satisfied', 'dissatisfied')
+  AND f.satisfaction IN ('satisfied', 'basically_satisfied', 'dissatisfied') AND {nx_f}
 GROUP BY r.unit_code
 ORDER BY r.unit_code
-"""
+""".format(nx_f=_NOT_EXCLUDED.format(f="f"))
 
 # overdue on either clock at as_of, as tasks.reports.order_state says it (NULL dues never compare true)
 _CLUSTER_SQL = """
@@ -228,7 +227,7 @@ def find_warnings(conn: Connection, business_date: date, as_of: datetime, tz: Zo
 
 def _unit(code: str, names: dict[str, str]) -> str:
     name = names.get(code)
-    return f"{escape(name)}（{escape(code)}）" if name else f"{escape(code)}（未配置单位）"
+    return f"{name}（{code}）" if name else f"{code}（未配置单位）"
 
 
 def warning_text(w: dict[str, Any], names: dict[str, str]) -> str:
@@ -239,7 +238,7 @@ def warning_text(w: dict[str, Any], names: dict[str, str]) -> str:
             title=title,
             phone=w["phone"],
             n=len(w["records"]),
-            records="、".join(escape(r) for r in w["records"]),
+            records="、".join(r for r in w["records"]),
             units="、".join(_unit(u, names) for u in w["units"]),
         )
     if w["kind"] == "unit_decline":
@@ -257,7 +256,7 @@ def warning_text(w: dict[str, Any], names: dict[str, str]) -> str:
         title=title,
         unit=_unit(w["unit_code"], names),
         n=len(w["orders"]),
-        orders="、".join(escape(o) for o in w["orders"]),
+        orders="、".join(o for o in w["orders"]),
     )
 
 
