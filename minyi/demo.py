@@ -121,10 +121,11 @@ class Scene:
     day_index: int
     tally: Tally
     gateway: SmsGateway | None = None
+    last: bool = False  # the last simulated afternoon: a return is left for the centre to decide
 
 
 # scene -> the first day (index into the calendar days) it may play on; each plays once
-SCENES: dict[str, int] = {"return_reassign": 1, "extension": 2, "appeal": 3, "not_resolved": 1}
+SCENES: dict[str, int] = {"return_reassign": 1, "extension": 2, "appeal": 3, "not_resolved": 1, "return_awaiting": 0}
 
 _CANDIDATES = sql_text(
     "SELECT source, record_id, unit_code FROM orders WHERE status = 'open' AND responded_at IS NULL "
@@ -176,6 +177,9 @@ def lifecycle_scenes(scene: Scene) -> None:
             ):
                 played.add("return_reassign")
                 continue
+        if scene.last and due("return_awaiting") and act(ref, "returned", now, note="群众所述地址属邻区"):
+            played.add("return_awaiting")  # awaiting the centre in the last reports (status returned)
+            continue
         if due("extension") and act(ref, "extend", now, days=3, note="需协调住建部门现场勘查"):
             act(ref, "approve-extension", now + timedelta(minutes=20), by="演示中心")
             played.add("extension")
@@ -260,7 +264,11 @@ def run_demo(date_arg: str | None, days: int, records: int) -> None:
             line.append(f"sweep: {s.orders_opened or 0} orders opened, escalations {sum(fired.values())}")
             visits = desk_calls(rt.engine, _at(today, DESK_AT, tz), tz, tally)
             reported = units_report(rt.engine, _at(today, UNITS_AT, tz), tz, tally)
-            lifecycle_scenes(Scene(rt.engine, _at(today, UNITS_AT, tz), tz, index, tally, sms_gateway))
+            lifecycle_scenes(
+                Scene(
+                    rt.engine, _at(today, UNITS_AT, tz), tz, index, tally, sms_gateway, index == len(calendar_days) - 1
+                )
+            )
             line.append(f"{visits} visits · {reported} unit reports")
             typer.echo(" · ".join(line))
         closing = _at(calendar_days[-1], CLOSE_AT, tz)
