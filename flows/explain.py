@@ -28,12 +28,12 @@ def _form(title: str, default: Any = ..., description: str = "") -> Any:
 
 @flow(name="explain", flow_run_name="explain-{unit_code}-{metric}")
 def explain_flow(
-    unit_code: str = _form("单位代码 unit code", description="e.g. QD-SN-PS01"),
+    unit_code: str = _form("单位代码 unit_code", description="e.g. QD-SN-PS01"),
     metric: Metric = _form("指标 metric", description="The count of assessment.json to trace to its records."),
     business_date: str = _form(
-        "业务日期 business date", "", "YYYY-MM-DD: the month to date up to it. Empty = yesterday."
+        "业务日期 business_date", "", "YYYY-MM-DD: the month to date up to it. Empty = yesterday."
     ),
-    as_of: str = _form("评估时点 as of", "", "ISO 8601 with its UTC offset. Empty = now."),
+    as_of: str = _form("评估时点 as_of", "", "ISO 8601 with its UTC offset. Empty = now."),
 ) -> list[str]:
     """Every record behind one unit's count in the assessment (what `minyi explain` prints), as a table artifact.
 
