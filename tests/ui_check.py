@@ -248,7 +248,7 @@ def main() -> int:
 
             submissions = {
                 "record-visit": {"记录 record": visit_ref, "回访结果 outcome": "satisfied", "备注 note": "ui-check"},
-                "report-order": {"督办单 ref": order_ref, "办理阶段 stage": "responded", "备注 note": "ui-check"},
+                "report-order": {"督办单 ref": order_ref, "动作 action": "responded", "备注 note": "ui-check"},
             }
             for name, values in submissions.items():
                 d = deployments[name]
