@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
+from typing import Self
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -33,7 +34,29 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-class ChildPeakRss:
+class _Sampler:
+    """A background thread that samples /proc until the `with` block ends."""
+
+    name = "sampler"
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=self.name)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class ChildPeakRss(_Sampler):
     """The peak resident set of this process's children whose command line contains `marker`, while it runs.
 
     Why sampled from /proc: getrusage(RUSAGE_CHILDREN) reports the largest child ever reaped, which here
@@ -41,19 +64,12 @@ class ChildPeakRss:
     peak, read every `interval` seconds until the child is gone.
     """
 
+    name = "child-rss"
+
     def __init__(self, marker: str, interval: float = 0.1) -> None:
-        self.marker, self.interval = marker.encode(), interval
+        self.marker = marker.encode()
         self.peaks: dict[int, int] = {}  # pid -> KiB
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="child-rss")
-
-    def __enter__(self) -> ChildPeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        super().__init__(interval)
 
     @property
     def max_mib(self) -> float:
@@ -77,7 +93,7 @@ class ChildPeakRss:
                     self.peaks[int(proc.name)] = max(self.peaks.get(int(proc.name), 0), kib)
 
 
-class TreeRss:
+class TreeRss(_Sampler):
     """The peak of the SUMMED resident sets of this process and its descendants, sampled while it runs.
 
     What a centre's machine must hold at once: the loop plus every worker it starts. The stand-ins the
@@ -85,20 +101,13 @@ class TreeRss:
     server (its own figure is `server_peak_mib`: a centre runs one server for every run, not one per loop).
     """
 
+    name = "tree-rss"
+
     def __init__(self, exclude: set[int], interval: float = 0.05) -> None:
-        self.exclude, self.interval = exclude, interval
+        self.exclude = exclude
         self.peak_kib = 0
         self.server_peak_kib = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="tree-rss")
-
-    def __enter__(self) -> TreeRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+        super().__init__(interval)
 
     @property
     def peak_mib(self) -> float:
