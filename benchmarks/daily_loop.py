@@ -168,7 +168,9 @@ def main() -> None:
         "ingest_worker_peak_rss_mib": round(workers.max_mib),
         "ingest_workers": len(workers.peaks),
         # the loop and every worker it started, summed at each sample (the stand-ins excluded)
-        "peak_tree_rss_mib": round(tree.peak_mib),
+        # sampled every 50 ms, so a short peak of the loop's own process can fall between two samples:
+        # the tree held at least what the loop process itself peaked at
+        "peak_tree_rss_mib": round(max(tree.peak_mib, rss)),
         "prefect_server_rss_mib": round(tree.server_peak_mib),  # a temporary server, when the loop started one
         "task_runs": task_runs,
         # the machine may be shared: the 1-minute load average before and after the loop

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,9 @@ from minyi.tasks.runtime import quiet_third_parties
 from minyi.tasks.store.engine import dispose_engines, get_engine, upgrade
 from tests.support import Env
 
+# Prefect's home (its settings, its temporary server's database) is the session's own directory, set before
+# Prefect is first imported: the tests never write into the checkout, which CI's clone may not let them do.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="minyi-test-prefect-")
 quiet_third_parties()
 PG_ADMIN_URL = os.environ.get("MINYI_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 BACKENDS = ("sqlite", "postgres")
