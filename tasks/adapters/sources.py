@@ -19,6 +19,7 @@ import httpx
 import orjson
 
 from minyi.tasks.adapters.bounds import MAX_ANSWER_BYTES, AnswerTooLarge, read_capped
+from minyi.tasks.adapters.tls import tls_context
 from minyi.tasks.config import IngestConfig, SourceConfig, secret_from_env
 from minyi.tasks.errors import SourceError
 from minyi.tasks.rules.retry import RETRYABLE_STATUS, Backoff, Retryable, parse_retry_after, with_retries
@@ -67,6 +68,7 @@ class SourceClient:
             headers=headers,
             timeout=httpx.Timeout(ingest.timeout_seconds, connect=min(10.0, ingest.timeout_seconds)),
             transport=transport,
+            verify=tls_context(),
         )
 
     def close(self) -> None:

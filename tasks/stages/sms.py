@@ -35,6 +35,7 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.engine import Connection, Engine
 
 from minyi.tasks.adapters.bounds import MAX_CURSOR, AnswerTooLarge, Reply, clean_text, has_control, read_capped
+from minyi.tasks.adapters.tls import tls_context
 from minyi.tasks.config import MinyiConfig, SmsConfig, secret_from_env
 from minyi.tasks.errors import MinyiError
 from minyi.tasks.rules.days import local_date
@@ -120,6 +121,7 @@ class GatewayClient:
             headers=headers,
             timeout=httpx.Timeout(cfg.timeout_seconds, connect=min(10.0, cfg.timeout_seconds)),
             transport=transport,
+            verify=tls_context(),
         )
 
     @classmethod

@@ -219,9 +219,11 @@ class RobotNotifier(NotifierBase):
     def __init__(self, webhooks: dict[str, str], reports_dir: Any, timeout: float) -> None:
         import httpx
 
+        from minyi.tasks.adapters.tls import tls_context
+
         self.webhooks = webhooks
         self.reports_dir = reports_dir
-        self.client = httpx.Client(timeout=timeout)
+        self.client = httpx.Client(timeout=timeout, verify=tls_context())
         self._done: dict[int, int] = {}  # post id → requests already accepted (a retry in this pass resumes)
 
     def url_for(self, channel: str) -> str:
