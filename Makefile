@@ -32,14 +32,18 @@ ui-check: install
 	$(BIN)/python -m tests.ui_check
 
 # Every store test runs on SQLite and on PostgreSQL (MINYI_TEST_PG_URL, default the local server).
+# Two pytest workers (TEST_WORKERS=1 for one): the end-to-end tests wait on processes and servers half the time.
+TEST_WORKERS ?= 2
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -m "not faults" -p no:cacheprovider
+	$(BIN)/python -m pytest -q -m "not faults" -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup
 
 # The fault suite in full: every seed of the kill tests (marker `faults`), the upstream and store faults,
-# and the bad-input corpus with 10x the examples; `make test` runs the reduced form (no marker).
+# the bad-input corpus with 10x the examples, then the long end-to-end variants marked `faults` elsewhere
+# (the lifecycle through the CLI on SQLite); `make test` runs the reduced form (no marker).
 faults: install
 	MINYI_FAULTS_FULL=1 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/test_faults.py tests/test_bad_input.py
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m faults --ignore=tests/test_faults.py --ignore=tests/test_bad_input.py tests
 
 lint: install
 	$(BIN)/ruff check .

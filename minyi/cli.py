@@ -471,8 +471,13 @@ _USAGE_ERRORS = {"NoSuchOption", "BadParameter", "MissingParameter", "UsageError
 
 def main() -> None:
     """Entry point: MinyiError → one line on stderr and its exit code; nothing else is swallowed."""
+    import os
+
     from minyi.tasks.errors import MinyiError
 
+    # Without PREFECT_API_URL a flow command starts Prefect's temporary server; a fresh PREFECT_HOME first
+    # migrates Prefect's own database, which on a busy 2-core machine outlasts Prefect's 20 s default.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     try:
         code = app(standalone_mode=False)
     except MinyiError as exc:

@@ -211,8 +211,6 @@ def run_demo(date_arg: str | None, days: int, records: int) -> None:
     # are not shipped to the ephemeral API (a quarter of the demo's time went there).
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
-    # A fresh PREFECT_HOME migrates Prefect's own database on first start: slow on a busy machine.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     settings = Settings()
     home = settings.home / "demo"
     home.mkdir(parents=True, exist_ok=True)

@@ -122,8 +122,11 @@ def kill_and_rerun(world: World, point: str, seed: int) -> dict[str, int]:
     return result
 
 
-@REDUCED_BACKENDS
-@pytest.mark.parametrize("point", ["mid-report", "outbox-before-send"])  # mid-page alone: tests/test_ingest_crash.py
+# `make test` kills each point on one backend (mid-page alone: tests/test_ingest_crash.py); `make faults` kills
+# every point on both, with every seed.
+@pytest.mark.parametrize(
+    ("point", "store_url"), [("outbox-before-send", "sqlite"), ("mid-report", "postgres")], indirect=["store_url"]
+)
 def test_a_daily_loop_killed_mid_way_and_re_run_loses_nothing_and_sends_nothing_twice(world: World, point: str) -> None:
     assert kill_and_rerun(world, point, seed=0)["lost"] == 0
 
