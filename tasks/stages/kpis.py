@@ -1,11 +1,13 @@
 """The assessment metrics of SPEC §7, the points score of §11 and the lineage of §12, month-to-date at `as_of`.
 
-Counts and lineage come from one statement (`lineage_sql`): one row
-(unit_code, metric, source, record_id) per record behind each count, and the
-counts are that statement's GROUP BY. So a count and the records listed behind
-it cannot drift: both are the same SQL. A follow-up's metrics are grouped by the
-unit of the *record*, an order's by the unit holding it at as_of (SPEC §5), and
-both are restricted to the records whose business date is in the period:
+Counts and lineage come from one statement per grouping (`counts_sql`): one
+row per record of the period with the bit mask of the metrics it counts in
+(each metric's condition from `BRANCHES`), and a count is the number of rows
+with its bit set, the lineage lines those rows. So a count and the records
+listed behind it cannot drift: both are the same rows of the same SQL
+(`lineage_sql`, what `minyi explain` reads, is built from the same conditions).
+A follow-up's metrics are grouped by the unit of the *record*, an order's by
+the unit holding it at as_of (SPEC §5), and both are restricted to the records whose business date is in the period:
 an order opened on the 2nd for a record of the 30th of last month belongs to
 last month's assessment. Quarantined rows are not records, so they count nowhere.
 
@@ -29,7 +31,8 @@ Decisions SPEC §7 leaves open (docs/reports.md restates them):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from fractions import Fraction
@@ -40,6 +43,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from minyi.tasks.config import AssessmentConfig, TargetsConfig, WeightsConfig
+from minyi.tasks.rules.csvsafe import csv_cell
 from minyi.tasks.store.engine import instant_param
 
 # SPEC §7's lifecycle counts (SPEC §5): `excluded` is a record count (it has lineage), the others count
@@ -267,7 +271,7 @@ def assessment(
 # count for the unit holding it at as_of (the target of its last reassignment by as_of, else the record's
 # unit), so the "order" base reads only records with an order and names the holder as unit_code.
 _BASE_SQL = """
-SELECT {unit} AS unit_code, r.source, r.record_id, f.sms_status, f.satisfaction,
+SELECT {unit} AS unit_code, r.id AS record_pk, r.source, r.record_id, f.sms_status, f.satisfaction,
        o.id AS order_id, o.responded_at, o.response_due, o.closed_at, o.completion_due, o.resolution
 FROM records r
 {join} followups f ON f.record_pk = r.id
@@ -325,26 +329,6 @@ GROUP BY unit_code
 """
 
 
-def _chr(dialect: str, code: int) -> str:
-    return f"chr({code})" if dialect == "postgresql" else f"char({code})"
-
-
-def _csv_cell_sql(col: str, dialect: str) -> str:
-    """SQL for a formula-safe (SPEC §7), CSV-quoted text cell: what tasks.csvsafe and csv.writer make of it.
-
-    One pattern match per question (a GLOB on SQLite, a regular expression on PostgreSQL) rather than a LIKE
-    per character: it runs on every line of lineage.csv.
-    """
-    if dialect == "postgresql":
-        formula = f"{col} ~ '^[-=+@\\t\\r]'"
-        special = f"{col} ~ '[,\"\\r\\n]'"
-    else:
-        formula = f"{col} GLOB ('[=+@' || char(9) || char(13) || '-]*')"
-        special = f"{col} GLOB ('*[,\"' || char(10) || char(13) || ']*')"
-    safe = f"(CASE WHEN {formula} THEN '''' || {col} ELSE {col} END)"
-    return f"(CASE WHEN {special} THEN '\"' || replace({safe}, '\"', '\"\"') || '\"' ELSE {safe} END)"
-
-
 def _base(group: str) -> str:
     unit, join = GROUPS[group]
     return _BASE_SQL.format(unit=unit, join=join)
@@ -363,31 +347,33 @@ def lineage_sql(metrics: tuple[str, ...] = LINEAGE_METRICS, unit: bool = False) 
     )
 
 
-def counts_sql(dialect: str, group: str, with_lineage: bool = False) -> str:
-    """Per unit: the count of each metric of `group`, and (with_lineage) the lineage.csv lines of the records
-    behind each of its LINEAGE_METRICS, built and joined by the database in the same pass.
+def group_metrics(group: str) -> tuple[str, ...]:
+    """The metrics of BRANCHES counted over `group`'s base, in BRANCHES order: bit i of a mask is the i-th."""
+    return tuple(m for m, (g, _) in BRANCHES.items() if g == group)
 
-    Why one pass with a conditional count and a conditional aggregate per metric, rather than a GROUP BY of the
-    UNION ALL rows: the period's records are read once per grouping and no million-row sort is needed; the
-    condition of a count and of its lineage is the same text from BRANCHES, in the same statement.
+
+def counts_sql(dialect: str, group: str) -> str:
+    """The rows every count of `group` is counted from and its lineage.csv lines are written from.
+
+    One row per row of the group's base, in unit_code order (code point order on both databases, as Python
+    sorts) and then record order: (unit_code, mask, ref), where bit i of `mask` says the record meets the
+    condition (BRANCHES) of the i-th of `group_metrics(group)`, and `ref` is `source,record_id` (raw: the
+    cells are made formula-safe and CSV-quoted when written, `_lineage_lines`). A count is the number of rows
+    with its bit set and its lineage is those rows, so the two cannot drift.
+
+    Why rows sorted by unit rather than a GROUP BY unit_code with a conditional count and a conditional
+    group_concat / string_agg per metric (issue 16's first version): SQLite has no hash aggregate, so that
+    GROUP BY sorted the period anyway, with every metric's text in the sorter, and then built one string per
+    unit and metric; here the database sorts one narrow row per record and the lines are joined in Python a
+    unit at a time (docs/performance.md).
     """
-    mine = [m for m, (g, _) in BRANCHES.items() if g == group]
-    cols = [f"SUM(CASE WHEN {BRANCHES[m][1]} THEN 1 ELSE 0 END) AS {m}" for m in mine]
-    source = f"({_base(group)}) b"
-    if with_lineage:
-        agg = "string_agg" if dialect == "postgresql" else "group_concat"
-        lf = _chr(dialect, 10)
-        cols += [
-            f"{agg}(CASE WHEN {BRANCHES[m][1]} THEN unit_cell || ',{m},' || ref END, {lf}) AS lineage_{m}"
-            for m in LINEAGE_METRICS
-            if m in mine
-        ]
-        # a source name is a config name (^[a-z0-9][a-z0-9_-]*$): only the upstream strings need the care
-        source = (
-            f"(SELECT b.*, {_csv_cell_sql('b.unit_code', dialect)} AS unit_cell, "
-            f"b.source || ',' || {_csv_cell_sql('b.record_id', dialect)} AS ref FROM {source}) b"
-        )
-    return f"SELECT unit_code, {', '.join(cols)}\nFROM {source}\nGROUP BY unit_code ORDER BY unit_code"
+    metrics = group_metrics(group)
+    mask = " + ".join(f"(CASE WHEN {BRANCHES[m][1]} THEN {1 << i} ELSE 0 END)" for i, m in enumerate(metrics))
+    unit = 'b.unit_code COLLATE "C"' if dialect == "postgresql" else "b.unit_code"
+    return (
+        f"SELECT b.unit_code, {mask} AS mask, b.source || ',' || b.record_id AS ref\n"
+        f"FROM ({_base(group)}) b\nORDER BY {unit}, b.record_pk"
+    )
 
 
 def _params(conn: Connection, period: Period, as_of: datetime, **extra: Any) -> dict[str, Any]:
@@ -405,27 +391,121 @@ def unit_counts(
     """Counts per unit_code for every unit with records in the period (known to the config or not), and every
     unit holding, or having acted on, one of the period's orders (SPEC §5).
 
-    With `lineage`, the same statements also hand it the records behind each count of LINEAGE_METRICS, so
-    the counts returned and the lineage written are one reading of the store.
+    With `lineage`, the records behind each count of LINEAGE_METRICS go to it as they are counted, a unit at
+    a time in unit_code order and each unit's metrics in LINEAGE_METRICS order (docs/reports.md): the counts
+    returned and the lineage written are one reading of the store, the rows of `counts_sql`.
     """
     params = _params(conn, period, as_of)
+    # the order grouping (one row per order) is read first and kept; the record grouping (one row per record,
+    # the big one) is streamed, and each unit is handed over whole once its last record is read
+    held = dict(_unit_refs(conn, "order", params))
     per_unit: dict[str, Counts] = {}
-    for group in GROUPS:
-        sql = counts_sql(conn.dialect.name, group, with_lineage=lineage is not None)
-        for row in conn.execute(text(sql), params).mappings():
-            code = row["unit_code"]
-            counts = per_unit.setdefault(code, dict.fromkeys(COUNTS, 0))
-            for m, (g, _) in BRANCHES.items():
-                if g == group:
-                    counts[m] = int(row[m] or 0)
-            if lineage is not None:
-                for m in LINEAGE_METRICS:
-                    if BRANCHES[m][0] == group and row[f"lineage_{m}"]:
-                        lineage(code, m, row[f"lineage_{m}"], counts[m])
+
+    def finish(code: str, refs: dict[str, list[str]]) -> None:
+        per_unit[code] = counts = dict.fromkeys(COUNTS, 0)
+        counts.update({m: len(r) for m, r in refs.items()})
+        if lineage is not None:
+            prefix = _csv_text(code) + ","
+            for m in LINEAGE_METRICS:
+                if refs.get(m):
+                    lineage(code, m, _lineage_lines(f"{prefix}{m},", refs[m]), len(refs[m]))
+
+    for code, refs in _unit_refs(conn, "record", params):
+        for other in sorted(u for u in held if u < code):  # units with orders but no record: in their place
+            finish(other, held.pop(other))
+        finish(code, refs | held.pop(code, {}))
+    for other in sorted(held):
+        finish(other, held.pop(other))
     for row in conn.execute(text(_LIFECYCLE_SQL), params | {"t": True}).mappings():
         counts = per_unit.setdefault(row["unit_code"], dict.fromkeys(COUNTS, 0))
         counts.update({k: int(v or 0) for k, v in row.items() if k != "unit_code"})
     return dict(sorted(per_unit.items()))
+
+
+def _unit_refs(conn: Connection, group: str, params: dict[str, Any]) -> Iterator[tuple[str, dict[str, list[str]]]]:
+    """(unit_code, {metric: refs of the records behind it}) for each unit of `group`'s base, in unit_code order.
+
+    One dict operation and one list append per record and metric it counts in: the rows come sorted by unit
+    from the database (counts_sql), so only one unit's references are held at a time.
+    """
+    metrics = group_metrics(group)
+    rows = _stream(conn, counts_sql(conn.dialect.name, group), params)
+    code: str | None = None
+    refs: dict[str, list[str]] = {}
+    targets: dict[int, tuple[list[str], ...]] = {}
+    for unit, mask, ref in rows:
+        if unit != code:
+            if code is not None:
+                yield code, refs
+            code, refs, targets = unit, {m: [] for m in metrics}, {}
+        lists = targets.get(mask)
+        if lists is None:
+            lists = targets[mask] = tuple(refs[m] for i, m in enumerate(metrics) if mask >> i & 1)
+        for lst in lists:
+            lst.append(ref)
+    if code is not None:
+        yield code, refs
+
+
+def _stream(conn: Connection, sql: str, params: dict[str, Any]) -> Iterator[tuple[Any, ...]]:
+    """The rows of `sql` as plain tuples from the DBAPI cursor, a batch at a time.
+
+    A million rows: SQLAlchemy's Row per row would cost more than the work done with it. On PostgreSQL a
+    server-side cursor, so the rows are never all in memory; SQLite steps its statement as it is read.
+    """
+    raw = conn.connection.driver_connection
+    if conn.dialect.name == "postgresql":
+        with raw.cursor(name="minyi_counts") as cur:
+            cur.itersize = _BATCH
+            cur.execute(text(sql).compile(dialect=conn.dialect).string, params)
+            yield from cur
+        return
+    # the values as SQLAlchemy binds them on SQLite: a date as YYYY-MM-DD text (instants already are text)
+    bound = {k: v.isoformat() if type(v) is date else v for k, v in params.items()}
+    cur = raw.cursor()
+    try:
+        cur.execute(sql, bound)
+        while batch := cur.fetchmany(_BATCH):
+            yield from batch
+    finally:
+        cur.close()
+
+
+_BATCH = 20_000
+# a record id needs care in a CSV cell when it starts like a formula (after the `source,` of its ref) or holds
+# a quote, a CR, a comma or a newline; a source name is a config name (^[a-z0-9][a-z0-9_-]*$) and needs none
+_FORMULA_AFTER_SOURCE = re.compile(r",[-=+@\t\r]")
+
+
+def _lineage_lines(head: str, refs: list[str]) -> str:
+    """The lineage.csv lines `{head}{source},{record_id}` of `refs`, each record id formula-safe and CSV-quoted.
+
+    Checked in bulk: when no ref has a second comma, a newline, a quote, a CR or a formula start (the usual
+    case), the refs are joined as they are; otherwise each record id is made what tasks.csvsafe and csv.writer
+    make of it (tests/test_lineage.py holds the two to the same cells).
+    """
+    joined = "\n".join(refs)
+    if (
+        joined.count(",") == len(refs)
+        and joined.count("\n") == len(refs) - 1
+        and '"' not in joined
+        and "\r" not in joined
+        and not _FORMULA_AFTER_SOURCE.search(joined)
+    ):
+        return head + ("\n" + head).join(refs)
+    lines = []
+    for ref in refs:
+        source, record_id = ref.split(",", 1)
+        lines.append(f"{head}{source},{_csv_text(record_id)}")
+    return "\n".join(lines)
+
+
+def _csv_text(value: str) -> str:
+    """A text cell as lineage.csv has it: formula-safe (tasks.csvsafe), then quoted when it holds a comma, quote, CR or LF."""
+    cell = csv_cell(value)
+    if any(ch in cell for ch in ',"\r\n'):
+        return '"' + cell.replace('"', '""') + '"'
+    return cell
 
 
 def compute_assessment(
