@@ -352,27 +352,35 @@ def group_metrics(group: str) -> tuple[str, ...]:
     return tuple(m for m, (g, _) in BRANCHES.items() if g == group)
 
 
-def counts_sql(dialect: str, group: str) -> str:
-    """The rows every count of `group` is counted from and its lineage.csv lines are written from.
-
-    One row per row of the group's base, in unit_code order (code point order on both databases, as Python
-    sorts) and then record order: (unit_code, mask, ref), where bit i of `mask` says the record meets the
-    condition (BRANCHES) of the i-th of `group_metrics(group)`, and `ref` is `source,record_id` (raw: the
-    cells are made formula-safe and CSV-quoted when written, `_lineage_lines`). A count is the number of rows
-    with its bit set and its lineage is those rows, so the two cannot drift.
-
-    Why rows sorted by unit rather than a GROUP BY unit_code with a conditional count and a conditional
-    group_concat / string_agg per metric (issue 16's first version): SQLite has no hash aggregate, so that
-    GROUP BY sorted the period anyway, with every metric's text in the sorter, and then built one string per
-    unit and metric; here the database sorts one narrow row per record and the lines are joined in Python a
-    unit at a time (docs/performance.md).
-    """
+def _rows_sql(group: str) -> str:
+    """One row per row of `group`'s base: unit_code, the bit mask of the metrics of `group` whose condition
+    (BRANCHES) the record meets (bit i: the i-th of `group_metrics(group)`), and its raw `source,record_id`."""
     metrics = group_metrics(group)
     mask = " + ".join(f"(CASE WHEN {BRANCHES[m][1]} THEN {1 << i} ELSE 0 END)" for i, m in enumerate(metrics))
-    unit = 'b.unit_code COLLATE "C"' if dialect == "postgresql" else "b.unit_code"
+    return f"SELECT b.unit_code, {mask} AS mask, b.source || ',' || b.record_id AS ref FROM ({_base(group)}) b"
+
+
+def counts_sql(dialect: str, group: str) -> str:
+    """What every count of `group` is counted from and its lineage.csv lines are written from, in one pass.
+
+    Per unit_code and metric mask (the set of metrics of `group` a record counts in), in unit_code order (code
+    point order on both databases, as Python sorts) then mask order: the number of records `n` and their
+    `source,record_id` references joined by newlines (raw: the cells are made formula-safe and CSV-quoted
+    when written, `_lineage_lines`). A metric's count is the sum of `n` over the masks with its bit, and its
+    lineage is the references of those same groups, so the two cannot drift.
+
+    Why group by (unit, mask) rather than by unit with a conditional count and a conditional group_concat /
+    string_agg per metric (issue 16's first version): SQLite has no hash aggregate, so either GROUP BY sorts
+    the period; this one sorts one narrow row per record and aggregates one text per group, where the first
+    carried every metric's text into the sorter and built one per metric (docs/performance.md).
+    """
+    if dialect == "postgresql":
+        agg, unit = "string_agg(ref, chr(10))", 'unit_code COLLATE "C"'
+    else:
+        agg, unit = "group_concat(ref, char(10))", "unit_code"
     return (
-        f"SELECT b.unit_code, {mask} AS mask, b.source || ',' || b.record_id AS ref\n"
-        f"FROM ({_base(group)}) b\nORDER BY {unit}, b.record_pk"
+        f"SELECT unit_code, mask, COUNT(*) AS n, {agg} AS refs\nFROM ({_rows_sql(group)}) t\n"
+        f"GROUP BY unit_code, mask ORDER BY {unit}, mask"
     )
 
 
@@ -393,27 +401,35 @@ def unit_counts(
 
     With `lineage`, the records behind each count of LINEAGE_METRICS go to it as they are counted, a unit at
     a time in unit_code order and each unit's metrics in LINEAGE_METRICS order (docs/reports.md): the counts
-    returned and the lineage written are one reading of the store, the rows of `counts_sql`.
+    returned and the lineage written are one reading of the store, the groups of `counts_sql`.
     """
     params = _params(conn, period, as_of)
-    # the order grouping (one row per order) is read first and kept; the record grouping (one row per record,
-    # the big one) is streamed, and each unit is handed over whole once its last record is read
-    held = dict(_unit_refs(conn, "order", params))
+    # the order grouping (one group per unit and mask of the period's orders) is read first and kept; the
+    # record grouping's groups are read a unit at a time, and each unit is handed over whole
+    held: dict[str, list[Group]] = {}
+    for code, groups in _unit_groups(conn, "order", params):
+        held[code] = groups
     per_unit: dict[str, Counts] = {}
 
-    def finish(code: str, refs: dict[str, list[str]]) -> None:
+    def finish(code: str, groups: list[Group]) -> None:
         per_unit[code] = counts = dict.fromkeys(COUNTS, 0)
-        counts.update({m: len(r) for m, r in refs.items()})
+        parts: dict[str, list[Group]] = {}
+        for g in groups:
+            for i, m in enumerate(group_metrics(g.group)):
+                if g.mask >> i & 1:
+                    counts[m] += g.n
+                    parts.setdefault(m, []).append(g)
         if lineage is not None:
             prefix = _csv_text(code) + ","
             for m in LINEAGE_METRICS:
-                if refs.get(m):
-                    lineage(code, m, _lineage_lines(f"{prefix}{m},", refs[m]), len(refs[m]))
+                if m in parts:
+                    lines = "\n".join(_lineage_lines(conn, params, code, g, f"{prefix}{m},") for g in parts[m])
+                    lineage(code, m, lines, counts[m])
 
-    for code, refs in _unit_refs(conn, "record", params):
+    for code, groups in _unit_groups(conn, "record", params):
         for other in sorted(u for u in held if u < code):  # units with orders but no record: in their place
             finish(other, held.pop(other))
-        finish(code, refs | held.pop(code, {}))
+        finish(code, groups + held.pop(code, []))
     for other in sorted(held):
         finish(other, held.pop(other))
     for row in conn.execute(text(_LIFECYCLE_SQL), params | {"t": True}).mappings():
@@ -422,79 +438,57 @@ def unit_counts(
     return dict(sorted(per_unit.items()))
 
 
-def _unit_refs(conn: Connection, group: str, params: dict[str, Any]) -> Iterator[tuple[str, dict[str, list[str]]]]:
-    """(unit_code, {metric: refs of the records behind it}) for each unit of `group`'s base, in unit_code order.
+@dataclass(frozen=True)
+class Group:
+    """A row of counts_sql: the `n` records of one unit of `group` that count in exactly the metrics of `mask`."""
 
-    One dict operation and one list append per record and metric it counts in: the rows come sorted by unit
-    from the database (counts_sql), so only one unit's references are held at a time.
-    """
-    metrics = group_metrics(group)
-    rows = _stream(conn, counts_sql(conn.dialect.name, group), params)
+    group: str
+    mask: int
+    n: int
+    refs: str  # their `source,record_id`, joined by newlines
+
+
+def _unit_groups(conn: Connection, group: str, params: dict[str, Any]) -> Iterator[tuple[str, list[Group]]]:
+    """(unit_code, its groups) for each unit of `group`, in unit_code order; one unit's texts held at a time."""
+    sql = text(counts_sql(conn.dialect.name, group))
+    # streamed: on PostgreSQL a server-side cursor, so the texts of every unit are never in memory at once
+    rows = conn.execution_options(stream_results=True, max_row_buffer=16).execute(sql, params)
     code: str | None = None
-    refs: dict[str, list[str]] = {}
-    targets: dict[int, tuple[list[str], ...]] = {}
-    for unit, mask, ref in rows:
+    groups: list[Group] = []
+    for unit, mask, n, refs in rows:
         if unit != code:
             if code is not None:
-                yield code, refs
-            code, refs, targets = unit, {m: [] for m in metrics}, {}
-        lists = targets.get(mask)
-        if lists is None:
-            lists = targets[mask] = tuple(refs[m] for i, m in enumerate(metrics) if mask >> i & 1)
-        for lst in lists:
-            lst.append(ref)
+                yield code, groups
+            code, groups = unit, []
+        groups.append(Group(group, int(mask), int(n), refs))
     if code is not None:
-        yield code, refs
+        yield code, groups
 
 
-def _stream(conn: Connection, sql: str, params: dict[str, Any]) -> Iterator[tuple[Any, ...]]:
-    """The rows of `sql` as plain tuples from the DBAPI cursor, a batch at a time.
-
-    A million rows: SQLAlchemy's Row per row would cost more than the work done with it. On PostgreSQL a
-    server-side cursor, so the rows are never all in memory; SQLite steps its statement as it is read.
-    """
-    raw = conn.connection.driver_connection
-    if conn.dialect.name == "postgresql":
-        with raw.cursor(name="minyi_counts") as cur:
-            cur.itersize = _BATCH
-            cur.execute(text(sql).compile(dialect=conn.dialect).string, params)
-            yield from cur
-        return
-    # the values as SQLAlchemy binds them on SQLite: a date as YYYY-MM-DD text (instants already are text)
-    bound = {k: v.isoformat() if type(v) is date else v for k, v in params.items()}
-    cur = raw.cursor()
-    try:
-        cur.execute(sql, bound)
-        while batch := cur.fetchmany(_BATCH):
-            yield from batch
-    finally:
-        cur.close()
-
-
-_BATCH = 20_000
 # a record id needs care in a CSV cell when it starts like a formula (after the `source,` of its ref) or holds
 # a quote, a CR, a comma or a newline; a source name is a config name (^[a-z0-9][a-z0-9_-]*$) and needs none
 _FORMULA_AFTER_SOURCE = re.compile(r",[-=+@\t\r]")
 
 
-def _lineage_lines(head: str, refs: list[str]) -> str:
-    """The lineage.csv lines `{head}{source},{record_id}` of `refs`, each record id formula-safe and CSV-quoted.
+def _lineage_lines(conn: Connection, params: dict[str, Any], unit_code: str, g: Group, head: str) -> str:
+    """The lineage.csv lines `{head}{source},{record_id}` of the records of `g`, each record id formula-safe and
+    CSV-quoted as tasks.csvsafe and csv.writer make it (tests/test_lineage.py holds the two to the same cells).
 
-    Checked in bulk: when no ref has a second comma, a newline, a quote, a CR or a formula start (the usual
-    case), the refs are joined as they are; otherwise each record id is made what tasks.csvsafe and csv.writer
-    make of it (tests/test_lineage.py holds the two to the same cells).
+    Checked in bulk: when the text has one comma per record, one newline fewer, and no quote, CR or formula
+    start (the usual case), the lines are the text with the head before each record. Otherwise each record id
+    is made safe one by one; only a record id holding a newline makes the text ambiguous, and then the group's
+    references are read again one per row.
     """
-    joined = "\n".join(refs)
-    if (
-        joined.count(",") == len(refs)
-        and joined.count("\n") == len(refs) - 1
-        and '"' not in joined
-        and "\r" not in joined
-        and not _FORMULA_AFTER_SOURCE.search(joined)
-    ):
-        return head + ("\n" + head).join(refs)
+    refs = g.refs
+    if refs.count("\n") == g.n - 1:
+        if refs.count(",") == g.n and '"' not in refs and "\r" not in refs and not _FORMULA_AFTER_SOURCE.search(refs):
+            return head + refs.replace("\n", "\n" + head)
+        each = refs.split("\n")
+    else:
+        sql = f"SELECT ref FROM ({_rows_sql(g.group)}) t WHERE unit_code = :unit AND mask = :mask"
+        each = list(conn.execute(text(sql), params | {"unit": unit_code, "mask": g.mask}).scalars())
     lines = []
-    for ref in refs:
+    for ref in each:
         source, record_id = ref.split(",", 1)
         lines.append(f"{head}{source},{_csv_text(record_id)}")
     return "\n".join(lines)
