@@ -97,7 +97,7 @@ def load(engine, n: int) -> None:  # type: ignore[no-untyped-def]
             "INSERT INTO orders (followup_id, source, record_id, unit_code, opened_at, status, response_due, "
             "completion_due, responded_at, closed_at, resolution, created_at, updated_at) "
             f"SELECT id, source, record_id, unit_code, {mark}, 'open', {mark}, {mark}, "
-            f"CASE WHEN id % 2 = 0 THEN {mark} END, NULL, NULL, {mark}, {mark} "
+            f"CASE WHEN (id / 2) * 2 = id THEN {mark} END, NULL, NULL, {mark}, {mark} "  # even ids (no % : a psycopg placeholder)
             "FROM followups WHERE satisfaction = 'dissatisfied'",
             (now, now, now, now, now, now),
         )
