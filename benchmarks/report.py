@@ -171,6 +171,9 @@ def main() -> None:
             f"+ close lineage {t3 - t2:.2f}s + files+chart {t4 - t3:.2f}s; warnings {t5 - t4:.2f}s (CPU {c5 - c4:.2f}s) "
             f"({len(warnings['warnings'])}); load {before} -> {_load_average()} ({engine.dialect.name})"
         )
+    import resource
+
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     names = ("assessment_json", "assessment_csv", "rectification_json", "rectification_csv", "lineage_csv")
     print("sha256", " ".join(f"{n}={_digest(getattr(files, n))}" for n in names), end=" ")
     print(f"lineage_sorted={_digest(files.lineage_csv, sort_lines=True)}")

@@ -1,15 +1,16 @@
 """The assessment metrics of SPEC §7, the points score of §11 and the lineage of §12, month-to-date at `as_of`.
 
-Counts and lineage come from one statement per grouping (`counts_sql`): one
-row per record of the period with the bit mask of the metrics it counts in
-(each metric's condition from `BRANCHES`), and a count is the number of rows
-with its bit set, the lineage lines those rows. So a count and the records
-listed behind it cannot drift: both are the same rows of the same SQL
+Counts and lineage come from one statement per grouping (`counts_sql`): per
+unit and metric mask (the set of metrics a record counts in, each metric's
+condition from `BRANCHES`), the number of records and their references. A count
+is the sum over the masks holding its bit, and its lineage lines are those same
+groups' references, so a count and the records listed behind it cannot drift
 (`lineage_sql`, what `minyi explain` reads, is built from the same conditions).
 A follow-up's metrics are grouped by the unit of the *record*, an order's by
-the unit holding it at as_of (SPEC §5), and both are restricted to the records whose business date is in the period:
-an order opened on the 2nd for a record of the 30th of last month belongs to
-last month's assessment. Quarantined rows are not records, so they count nowhere.
+the unit holding it at as_of (SPEC §5), and both are restricted to the records
+whose business date is in the period: an order opened on the 2nd for a record
+of the 30th of last month belongs to last month's assessment. Quarantined rows
+are not records, so they count nowhere.
 
 Everything after the counts is pure: rates (null on a zero denominator),
 `meets_targets` (a null rate passes), the score, ranking and the overall row
