@@ -4,7 +4,8 @@ Why: the duty office opens the CSVs in a spreadsheet, and an upstream string
 such as `=HYPERLINK("http://…","点此")` in a record id or a unit code would run
 as a formula there. A text cell starting with `=`, `+`, `-`, `@`, tab or CR is
 written with a leading `'` (shown as text, not run); numbers stay numbers.
-lineage.csv does the same in SQL (tasks.kpis), so a million rows cost no Python per cell.
+lineage.csv does the same in bulk (tasks.kpis `_lineage_lines`: one check per unit and metric
+mask, a cell at a time only where one needs it), so a million rows cost no Python per cell.
 """
 
 from __future__ import annotations

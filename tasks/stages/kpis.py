@@ -1,13 +1,16 @@
 """The assessment metrics of SPEC §7, the points score of §11 and the lineage of §12, month-to-date at `as_of`.
 
-Counts and lineage come from one statement (`lineage_sql`): one row
-(unit_code, metric, source, record_id) per record behind each count, and the
-counts are that statement's GROUP BY. So a count and the records listed behind
-it cannot drift: both are the same SQL. A follow-up's metrics are grouped by the
-unit of the *record*, an order's by the unit holding it at as_of (SPEC §5), and
-both are restricted to the records whose business date is in the period:
-an order opened on the 2nd for a record of the 30th of last month belongs to
-last month's assessment. Quarantined rows are not records, so they count nowhere.
+Counts and lineage come from one statement per grouping (`counts_sql`): per
+unit and metric mask (the set of metrics a record counts in, each metric's
+condition from `BRANCHES`), the number of records and their references. A count
+is the sum over the masks holding its bit, and its lineage lines are those same
+groups' references, so a count and the records listed behind it cannot drift
+(`lineage_sql`, what `minyi explain` reads, is built from the same conditions).
+A follow-up's metrics are grouped by the unit of the *record*, an order's by
+the unit holding it at as_of (SPEC §5), and both are restricted to the records
+whose business date is in the period: an order opened on the 2nd for a record
+of the 30th of last month belongs to last month's assessment. Quarantined rows
+are not records, so they count nowhere.
 
 Everything after the counts is pure: rates (null on a zero denominator),
 `meets_targets` (a null rate passes), the score, ranking and the overall row
@@ -29,7 +32,8 @@ Decisions SPEC §7 leaves open (docs/reports.md restates them):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from fractions import Fraction
@@ -40,6 +44,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from minyi.tasks.config import AssessmentConfig, TargetsConfig, WeightsConfig
+from minyi.tasks.rules.csvsafe import csv_cell
 from minyi.tasks.store.engine import instant_param
 
 # SPEC §7's lifecycle counts (SPEC §5): `excluded` is a record count (it has lineage), the others count
@@ -267,7 +272,7 @@ def assessment(
 # count for the unit holding it at as_of (the target of its last reassignment by as_of, else the record's
 # unit), so the "order" base reads only records with an order and names the holder as unit_code.
 _BASE_SQL = """
-SELECT {unit} AS unit_code, r.source, r.record_id, f.sms_status, f.satisfaction,
+SELECT {unit} AS unit_code, r.id AS record_pk, r.source, r.record_id, f.sms_status, f.satisfaction,
        o.id AS order_id, o.responded_at, o.response_due, o.closed_at, o.completion_due, o.resolution
 FROM records r
 {join} followups f ON f.record_pk = r.id
@@ -325,26 +330,6 @@ GROUP BY unit_code
 """
 
 
-def _chr(dialect: str, code: int) -> str:
-    return f"chr({code})" if dialect == "postgresql" else f"char({code})"
-
-
-def _csv_cell_sql(col: str, dialect: str) -> str:
-    """SQL for a formula-safe (SPEC §7), CSV-quoted text cell: what tasks.csvsafe and csv.writer make of it.
-
-    One pattern match per question (a GLOB on SQLite, a regular expression on PostgreSQL) rather than a LIKE
-    per character: it runs on every line of lineage.csv.
-    """
-    if dialect == "postgresql":
-        formula = f"{col} ~ '^[-=+@\\t\\r]'"
-        special = f"{col} ~ '[,\"\\r\\n]'"
-    else:
-        formula = f"{col} GLOB ('[=+@' || char(9) || char(13) || '-]*')"
-        special = f"{col} GLOB ('*[,\"' || char(10) || char(13) || ']*')"
-    safe = f"(CASE WHEN {formula} THEN '''' || {col} ELSE {col} END)"
-    return f"(CASE WHEN {special} THEN '\"' || replace({safe}, '\"', '\"\"') || '\"' ELSE {safe} END)"
-
-
 def _base(group: str) -> str:
     unit, join = GROUPS[group]
     return _BASE_SQL.format(unit=unit, join=join)
@@ -363,31 +348,41 @@ def lineage_sql(metrics: tuple[str, ...] = LINEAGE_METRICS, unit: bool = False) 
     )
 
 
-def counts_sql(dialect: str, group: str, with_lineage: bool = False) -> str:
-    """Per unit: the count of each metric of `group`, and (with_lineage) the lineage.csv lines of the records
-    behind each of its LINEAGE_METRICS, built and joined by the database in the same pass.
+def group_metrics(group: str) -> tuple[str, ...]:
+    """The metrics of BRANCHES counted over `group`'s base, in BRANCHES order: bit i of a mask is the i-th."""
+    return tuple(m for m, (g, _) in BRANCHES.items() if g == group)
 
-    Why one pass with a conditional count and a conditional aggregate per metric, rather than a GROUP BY of the
-    UNION ALL rows: the period's records are read once per grouping and no million-row sort is needed; the
-    condition of a count and of its lineage is the same text from BRANCHES, in the same statement.
+
+def _rows_sql(group: str) -> str:
+    """One row per row of `group`'s base: unit_code, the bit mask of the metrics of `group` whose condition
+    (BRANCHES) the record meets (bit i: the i-th of `group_metrics(group)`), and its raw `source,record_id`."""
+    metrics = group_metrics(group)
+    mask = " + ".join(f"(CASE WHEN {BRANCHES[m][1]} THEN {1 << i} ELSE 0 END)" for i, m in enumerate(metrics))
+    return f"SELECT b.unit_code, {mask} AS mask, b.source || ',' || b.record_id AS ref FROM ({_base(group)}) b"
+
+
+def counts_sql(dialect: str, group: str) -> str:
+    """What every count of `group` is counted from and its lineage.csv lines are written from, in one pass.
+
+    Per unit_code and metric mask (the set of metrics of `group` a record counts in), in unit_code order (code
+    point order on both databases, as Python sorts) then mask order: the number of records `n` and their
+    `source,record_id` references joined by newlines (raw: the cells are made formula-safe and CSV-quoted
+    when written, `_lineage_lines`). A metric's count is the sum of `n` over the masks with its bit, and its
+    lineage is the references of those same groups, so the two cannot drift.
+
+    Why group by (unit, mask) rather than by unit with a conditional count and a conditional group_concat /
+    string_agg per metric (issue 16's first version): SQLite has no hash aggregate, so either GROUP BY sorts
+    the period; this one sorts one narrow row per record and aggregates one text per group, where the first
+    carried every metric's text into the sorter and built one per metric (docs/performance.md).
     """
-    mine = [m for m, (g, _) in BRANCHES.items() if g == group]
-    cols = [f"SUM(CASE WHEN {BRANCHES[m][1]} THEN 1 ELSE 0 END) AS {m}" for m in mine]
-    source = f"({_base(group)}) b"
-    if with_lineage:
-        agg = "string_agg" if dialect == "postgresql" else "group_concat"
-        lf = _chr(dialect, 10)
-        cols += [
-            f"{agg}(CASE WHEN {BRANCHES[m][1]} THEN unit_cell || ',{m},' || ref END, {lf}) AS lineage_{m}"
-            for m in LINEAGE_METRICS
-            if m in mine
-        ]
-        # a source name is a config name (^[a-z0-9][a-z0-9_-]*$): only the upstream strings need the care
-        source = (
-            f"(SELECT b.*, {_csv_cell_sql('b.unit_code', dialect)} AS unit_cell, "
-            f"b.source || ',' || {_csv_cell_sql('b.record_id', dialect)} AS ref FROM {source}) b"
-        )
-    return f"SELECT unit_code, {', '.join(cols)}\nFROM {source}\nGROUP BY unit_code ORDER BY unit_code"
+    if dialect == "postgresql":
+        agg, unit = "string_agg(ref, chr(10))", 'unit_code COLLATE "C"'
+    else:
+        agg, unit = "group_concat(ref, char(10))", "unit_code"
+    return (
+        f"SELECT unit_code, mask, COUNT(*) AS n, {agg} AS refs\nFROM ({_rows_sql(group)}) t\n"
+        f"GROUP BY unit_code, mask ORDER BY {unit}, mask"
+    )
 
 
 def _params(conn: Connection, period: Period, as_of: datetime, **extra: Any) -> dict[str, Any]:
@@ -405,27 +400,111 @@ def unit_counts(
     """Counts per unit_code for every unit with records in the period (known to the config or not), and every
     unit holding, or having acted on, one of the period's orders (SPEC §5).
 
-    With `lineage`, the same statements also hand it the records behind each count of LINEAGE_METRICS, so
-    the counts returned and the lineage written are one reading of the store.
+    With `lineage`, the records behind each count of LINEAGE_METRICS go to it as they are counted, a unit at
+    a time in unit_code order and each unit's metrics in LINEAGE_METRICS order (docs/reports.md): the counts
+    returned and the lineage written are one reading of the store, the groups of `counts_sql`.
     """
     params = _params(conn, period, as_of)
+    if conn.dialect.name == "postgresql":
+        # JIT compiling the masks cost ~1 s of a ~5 s statement at 1M and gained nothing: off for this
+        # transaction only (SET LOCAL ends with it)
+        conn.execute(text("SET LOCAL jit = off"))
+    # the order grouping (one group per unit and mask of the period's orders) is read first and kept; the
+    # record grouping's groups are read a unit at a time, and each unit is handed over whole
+    held: dict[str, list[Group]] = {}
+    for code, groups in _unit_groups(conn, "order", params):
+        held[code] = groups
     per_unit: dict[str, Counts] = {}
-    for group in GROUPS:
-        sql = counts_sql(conn.dialect.name, group, with_lineage=lineage is not None)
-        for row in conn.execute(text(sql), params).mappings():
-            code = row["unit_code"]
-            counts = per_unit.setdefault(code, dict.fromkeys(COUNTS, 0))
-            for m, (g, _) in BRANCHES.items():
-                if g == group:
-                    counts[m] = int(row[m] or 0)
-            if lineage is not None:
-                for m in LINEAGE_METRICS:
-                    if BRANCHES[m][0] == group and row[f"lineage_{m}"]:
-                        lineage(code, m, row[f"lineage_{m}"], counts[m])
+
+    def finish(code: str, groups: list[Group]) -> None:
+        per_unit[code] = counts = dict.fromkeys(COUNTS, 0)
+        parts: dict[str, list[Group]] = {}
+        for g in groups:
+            for i, m in enumerate(group_metrics(g.group)):
+                if g.mask >> i & 1:
+                    counts[m] += g.n
+                    parts.setdefault(m, []).append(g)
+        if lineage is not None:
+            prefix = _csv_text(code) + ","
+            for m in LINEAGE_METRICS:
+                if m in parts:
+                    lines = "\n".join(_lineage_lines(conn, params, code, g, f"{prefix}{m},") for g in parts[m])
+                    lineage(code, m, lines, counts[m])
+
+    for code, groups in _unit_groups(conn, "record", params):
+        for other in sorted(u for u in held if u < code):  # units with orders but no record: in their place
+            finish(other, held.pop(other))
+        finish(code, groups + held.pop(code, []))
+    for other in sorted(held):
+        finish(other, held.pop(other))
     for row in conn.execute(text(_LIFECYCLE_SQL), params | {"t": True}).mappings():
         counts = per_unit.setdefault(row["unit_code"], dict.fromkeys(COUNTS, 0))
         counts.update({k: int(v or 0) for k, v in row.items() if k != "unit_code"})
     return dict(sorted(per_unit.items()))
+
+
+@dataclass(frozen=True)
+class Group:
+    """A row of counts_sql: the `n` records of one unit of `group` that count in exactly the metrics of `mask`."""
+
+    group: str
+    mask: int
+    n: int
+    refs: str  # their `source,record_id`, joined by newlines
+
+
+def _unit_groups(conn: Connection, group: str, params: dict[str, Any]) -> Iterator[tuple[str, list[Group]]]:
+    """(unit_code, its groups) for each unit of `group`, in unit_code order; one unit's texts held at a time."""
+    sql = text(counts_sql(conn.dialect.name, group))
+    # streamed: on PostgreSQL a server-side cursor, so the texts of every unit are never in memory at once
+    rows = conn.execution_options(stream_results=True, max_row_buffer=16).execute(sql, params)
+    code: str | None = None
+    groups: list[Group] = []
+    for unit, mask, n, refs in rows:
+        if unit != code:
+            if code is not None:
+                yield code, groups
+            code, groups = unit, []
+        groups.append(Group(group, int(mask), int(n), refs))
+    if code is not None:
+        yield code, groups
+
+
+# a record id needs care in a CSV cell when it starts like a formula (after the `source,` of its ref) or holds
+# a quote, a CR, a comma or a newline; a source name is a config name (^[a-z0-9][a-z0-9_-]*$) and needs none
+_FORMULA_AFTER_SOURCE = re.compile(r",[-=+@\t\r]")
+
+
+def _lineage_lines(conn: Connection, params: dict[str, Any], unit_code: str, g: Group, head: str) -> str:
+    """The lineage.csv lines `{head}{source},{record_id}` of the records of `g`, each record id formula-safe and
+    CSV-quoted as tasks.csvsafe and csv.writer make it (tests/test_lineage.py holds the two to the same cells).
+
+    Checked in bulk: when the text has one comma per record, one newline fewer, and no quote, CR or formula
+    start (the usual case), the lines are the text with the head before each record. Otherwise each record id
+    is made safe one by one; only a record id holding a newline makes the text ambiguous, and then the group's
+    references are read again one per row.
+    """
+    refs = g.refs
+    if refs.count("\n") == g.n - 1:
+        if refs.count(",") == g.n and '"' not in refs and "\r" not in refs and not _FORMULA_AFTER_SOURCE.search(refs):
+            return head + refs.replace("\n", "\n" + head)
+        each = refs.split("\n")
+    else:
+        sql = f"SELECT ref FROM ({_rows_sql(g.group)}) t WHERE unit_code = :unit AND mask = :mask"
+        each = list(conn.execute(text(sql), params | {"unit": unit_code, "mask": g.mask}).scalars())
+    lines = []
+    for ref in each:
+        source, record_id = ref.split(",", 1)
+        lines.append(f"{head}{source},{_csv_text(record_id)}")
+    return "\n".join(lines)
+
+
+def _csv_text(value: str) -> str:
+    """A text cell as lineage.csv has it: formula-safe (tasks.csvsafe), then quoted when it holds a comma, quote, CR or LF."""
+    cell = csv_cell(value)
+    if any(ch in cell for ch in ',"\r\n'):
+        return '"' + cell.replace('"', '""') + '"'
+    return cell
 
 
 def compute_assessment(

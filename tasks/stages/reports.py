@@ -264,9 +264,10 @@ class LineageFile:
     """lineage.csv (SPEC §12) beside assessment.json, written while the counts are read.
 
     Use as the `lineage` sink of tasks.kpis.compute_assessment: the statement that counts also hands over the
-    records behind each count (lines of formula-safe, CSV-quoted cells, built by the database), so every
-    count of assessment.json equals its number of lineage rows. Streamed to a temp file, renamed on success.
-    The lines come whole from the database: a quoted cell may hold a newline, so nothing here splits them.
+    records behind each count (lines of formula-safe, CSV-quoted cells, joined a unit and metric at a time
+    from the groups the counts are summed from), so every count of assessment.json equals its number of
+    lineage rows. Streamed to a temp file, renamed on success.
+    The lines come whole: a quoted cell may hold a newline, so nothing here splits them.
     """
 
     def __init__(self, path: Path) -> None:

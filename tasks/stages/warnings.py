@@ -92,15 +92,22 @@ def fmt_rate(value: float) -> str:
 
 # ---------------------------------------------------------------------------------------------- SQL
 
+# The windows' scans go through the follow-ups (their business_date index), each joined to its record by
+# rowid: a follow-up's business_date is its record's (copied when it is planned, and a record keeps the date it
+# was first pulled for, tasks/store/records.py), so the f.business_date conditions select the same rows as the
+# r.business_date ones, which stay. Driven from the records instead, each of the window's records looked its
+# follow-up up in the record_pk index: twice the work on SQLite at 1M (CROSS JOIN keeps SQLite's join order;
+# PostgreSQL plans it as any join).
 _REPEAT_SQL = """
 SELECT f.phone_norm, r.source, r.record_id, r.business_date, r.unit_code
 FROM followups f JOIN records r ON r.id = f.record_pk
 WHERE f.satisfaction = 'dissatisfied' AND f.phone_norm IS NOT NULL AND {nx_f}
   AND r.business_date >= :start AND r.business_date <= :end
   AND f.phone_norm IN (
-      SELECT f2.phone_norm FROM followups f2 JOIN records r2 ON r2.id = f2.record_pk
-      WHERE f2.satisfaction = 'dissatisfied' AND f2.phone_norm IS NOT NULL AND {nx_f2}
+      SELECT f2.phone_norm FROM followups f2 CROSS JOIN records r2
+      WHERE r2.id = f2.record_pk AND f2.satisfaction = 'dissatisfied' AND f2.phone_norm IS NOT NULL AND {nx_f2}
         AND r2.business_date >= :start AND r2.business_date <= :end
+        AND f2.business_date >= :start AND f2.business_date <= :end
       GROUP BY f2.phone_norm HAVING COUNT(*) >= :min_repeats)
 ORDER BY f.phone_norm, r.business_date, r.handled_at, r.source, r.record_id
 """.format(nx_f=_NOT_EXCLUDED.format(f="f"), nx_f2=_NOT_EXCLUDED.format(f="f2"))
@@ -113,8 +120,9 @@ SELECT r.unit_code,
        SUM(CASE WHEN r.business_date <= :baseline_end THEN 1 ELSE 0 END) AS baseline_n,
        SUM(CASE WHEN r.business_date <= :baseline_end AND f.satisfaction <> 'dissatisfied' THEN 1 ELSE 0 END)
            AS baseline_ok
-FROM records r JOIN followups f ON f.record_pk = r.id
-WHERE r.business_date >= :baseline_start AND r.business_date <= :end
+FROM followups f CROSS JOIN records r
+WHERE r.id = f.record_pk AND r.business_date >= :baseline_start AND r.business_date <= :end
+  AND f.business_date >= :baseline_start AND f.business_date <= :end
   AND f.satisfaction IN ('satisfied', 'basically_satisfied', 'dissatisfied') AND {nx_f}
 GROUP BY r.unit_code
 ORDER BY r.unit_code
