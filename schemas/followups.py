@@ -70,10 +70,26 @@ class Followup(SQLModel, table=True):
     manual_queued_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
     visit_outcome: str | None = Field(default=None, max_length=32)
     visited_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
-    # The relay run sending this queued message (SPEC §4: concurrent runs never post it twice); a claim whose
-    # holder died is taken over once claim_expires_at has passed.
-    claim_owner: str | None = Field(default=None, max_length=128)
-    claim_expires_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+
+
+class SmsClaim(SQLModel, table=True):
+    """One batch of the outbox a relay run is sending: the follow-ups with first_id <= id <= last_id (SPEC §4).
+
+    Why a range and not a mark on each follow-up: a follow-up row is then written once by the relay (when
+    its answer is stored), not three times (claimed, sent, claim cleared), and the claim costs one small row
+    per 500 messages. A relay claims, in one serialised transaction, the next queued follow-ups that no live
+    claim covers, and writes their range here; the row goes when the batch's answers are stored, or when the
+    run releases what it could not settle. A claim whose holder died is taken over once `expires_at` (wall
+    clock, renewed while the holder lives) has passed. The table holds a few rows per running relay.
+    """
+
+    __tablename__ = "sms_claims"
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    owner: str = Field(max_length=128)
+    first_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    last_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 
 class Answer(SQLModel, table=True):
