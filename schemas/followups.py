@@ -32,7 +32,14 @@ class Followup(SQLModel, table=True):
     __tablename__ = "followups"
     __table_args__ = (
         Index("ix_followups_business_date_source", "business_date", "source"),
-        Index("ix_followups_sms_status", "sms_status", "id"),  # the relay walks queued rows in id order
+        # The relay walks queued rows in id order. Partial: a message leaving is one entry deleted, not one moved
+        # to a 'sent' region that grows by a million a day and that nothing reads (figures: docs/performance.md).
+        Index(
+            "ix_followups_queued",
+            "id",
+            sqlite_where=sql("sms_status = 'queued'"),
+            postgresql_where=sql("sms_status = 'queued'"),
+        ),
         # Replies are matched by phone (SPEC §4). Not partial (WHERE sms_status = 'sent'): then every batch the
         # relay commits would insert ~500 random entries and rewrite ~500 index pages into the WAL; planning
         # inserts them in one transaction instead (figures: docs/performance.md, "Figures behind code decisions").
@@ -70,10 +77,26 @@ class Followup(SQLModel, table=True):
     manual_queued_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
     visit_outcome: str | None = Field(default=None, max_length=32)
     visited_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
-    # The relay run sending this queued message (SPEC §4: concurrent runs never post it twice); a claim whose
-    # holder died is taken over once claim_expires_at has passed.
-    claim_owner: str | None = Field(default=None, max_length=128)
-    claim_expires_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
+
+
+class SmsClaim(SQLModel, table=True):
+    """One batch of the outbox a relay run is sending: the follow-ups with first_id <= id <= last_id (SPEC §4).
+
+    Why a range and not a mark on each follow-up: a follow-up row is then written once by the relay (when
+    its answer is stored), not three times (claimed, sent, claim cleared), and the claim costs one small row
+    per 500 messages. A relay claims, in one serialised transaction, the next queued follow-ups that no live
+    claim covers, and writes their range here; the row goes when the batch's answers are stored, or when the
+    run releases what it could not settle. A claim whose holder died is taken over once `expires_at` (wall
+    clock, renewed while the holder lives) has passed. The table holds a few rows per running relay.
+    """
+
+    __tablename__ = "sms_claims"
+
+    id: int | None = Field(default=None, sa_column=Column(BigId, primary_key=True, autoincrement=True))
+    owner: str = Field(max_length=128)
+    first_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    last_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    expires_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 
 class Answer(SQLModel, table=True):

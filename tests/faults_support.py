@@ -163,7 +163,7 @@ class World:
 
         latest = [
             self.env.scalar("SELECT MAX(expires_at) FROM run_leases WHERE key = :k", k=f"daily-loop:{day.isoformat()}"),
-            self.env.scalar("SELECT MAX(claim_expires_at) FROM followups"),
+            self.env.scalar("SELECT MAX(expires_at) FROM sms_claims"),
         ]
         for when in latest:
             if when is not None:

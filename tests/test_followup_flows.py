@@ -64,7 +64,10 @@ def test_a_sweep_killed_while_the_gateway_holds_its_answer_then_re_run_delivers_
     assert len(gateway.delivered) == len(on_wire) >= 50  # the gateway has them ...
     assert env.scalar("SELECT COUNT(*) FROM followups WHERE sms_status = 'sent'") == 0  # ... the store never heard
     gateway.release.set()
-    claimed = env.scalar("SELECT COUNT(*) FROM followups WHERE claim_owner IS NOT NULL")
+    claimed = env.scalar(  # the follow-ups inside the dead run's claimed id ranges
+        "SELECT COUNT(*) FROM followups f WHERE EXISTS "
+        "(SELECT 1 FROM sms_claims c WHERE f.id >= c.first_id AND f.id <= c.last_id)"
+    )
     assert claimed >= len(on_wire)  # the dead run's claims: nobody sends those until they expire
 
     sooner = subprocess.run(cmd, env=cli_env, capture_output=True, text=True, timeout=300)
@@ -74,7 +77,7 @@ def test_a_sweep_killed_while_the_gateway_holds_its_answer_then_re_run_delivers_
     ]
     assert all(gateway.sends_of(m) == 1 for m in on_wire)
     # the dead run's claims expire (claim_seconds = 20, counted from its last renewal)
-    expires = env.scalar("SELECT MAX(claim_expires_at) FROM followups")
+    expires = env.scalar("SELECT MAX(expires_at) FROM sms_claims")
     left = (datetime.fromisoformat(str(expires)).replace(tzinfo=UTC) - datetime.now(UTC)).total_seconds()
     time.sleep(max(left, 0) + 0.5)
 

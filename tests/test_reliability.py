@@ -160,7 +160,7 @@ def test_a_gateway_answer_over_16_mib_stops_the_relay_and_leaves_its_batch_queue
     first = flush(rt)
     assert first.error is not None and "cap" in first.error
     assert (first.sent, first.queued) == (0, 10)
-    assert env.scalar("SELECT COUNT(*) FROM followups WHERE claim_owner IS NOT NULL") == 0  # released
+    assert env.scalar("SELECT COUNT(*) FROM sms_claims") == 0  # released
     second = flush(rt, MORNING + timedelta(minutes=1))  # the lost answer's batch may go again: duplicate
     assert (second.error, second.sent, second.duplicate, second.queued) == (None, 10, 10, 0)
 
@@ -354,7 +354,7 @@ def test_two_relays_at_once_on_a_slow_gateway_post_each_message_id_exactly_once(
     assert len(gateway.state.posts) == 400
     assert gateway.posted_more_than_once() == {}  # ... on disjoint batches
     assert env.scalar("SELECT COUNT(*) FROM followups WHERE sms_status = 'sent'") == 400
-    assert env.scalar("SELECT COUNT(*) FROM followups WHERE claim_owner IS NOT NULL") == 0
+    assert env.scalar("SELECT COUNT(*) FROM sms_claims") == 0
 
 
 def test_a_claim_whose_holder_died_is_taken_over_after_its_expiry_and_not_before(env: Env, gateway: SmsGateway) -> None:
@@ -370,8 +370,8 @@ def test_a_claim_whose_holder_died_is_taken_over_after_its_expiry_and_not_before
     with env.engine.begin() as conn:  # a relay that claimed the first 4 and died
         conn.execute(
             text(
-                "UPDATE followups SET claim_owner = 'dead', claim_expires_at = :until "
-                "WHERE id IN (SELECT id FROM followups ORDER BY id LIMIT 4)"
+                "INSERT INTO sms_claims (owner, first_id, last_id, expires_at) "
+                "SELECT 'dead', MIN(id), MAX(id), :until FROM (SELECT id FROM followups ORDER BY id LIMIT 4) AS f"
             ),
             {"until": instant_param(env.backend, datetime.now(UTC) + timedelta(seconds=1))},
         )
