@@ -32,8 +32,9 @@ ui-check: install
 	$(BIN)/python -m tests.ui_check
 
 # Every store test runs on SQLite and on PostgreSQL (MINYI_TEST_PG_URL, default the local server).
-# Two pytest workers (TEST_WORKERS=1 for one): the end-to-end tests wait on processes and servers half the time.
-TEST_WORKERS ?= 2
+# Three pytest workers on two cores (TEST_WORKERS=1 for one): the end-to-end tests wait on processes and servers
+# much of the time (quiet 2-core machine: 455 s with 3, 678 s with 2 under a helper's load, 1,369 s serial in CI).
+TEST_WORKERS ?= 3
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -m "not faults" -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup
