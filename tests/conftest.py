@@ -24,6 +24,8 @@ from tests.support import Env
 
 # Prefect's home (its settings, its temporary server's database) is the session's own directory, set before
 # Prefect is first imported: the tests never write into the checkout, which CI's clone may not let them do.
+# CLI subprocesses inherit it, so a run without PREFECT_API_URL starts its temporary server on a database
+# this worker has migrated once, not on a fresh one per test.
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="minyi-test-prefect-")
 quiet_third_parties()
 PG_ADMIN_URL = os.environ.get("MINYI_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

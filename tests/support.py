@@ -105,9 +105,6 @@ class Env:
             "MINYI_CONFIG": str(self.config_path),
             "MINYI_REPORTS_DIR": str(self.dir / "reports"),
             "MINYI_HOME": str(self.dir / "home"),
-            # a CLI run without PREFECT_API_URL starts Prefect's temporary server, whose database lives in
-            # PREFECT_HOME: the test's own directory, never the checkout (CI's clone may not be writable)
-            "PREFECT_HOME": str(self.dir / "prefect"),
         }
 
 
