@@ -25,6 +25,7 @@ import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from benchmarks.common import peak_rss_mib
 from minyi.sim.city import UNITS
 from minyi.tasks.config import TargetsConfig
 from minyi.tasks.stages.kpis import compute_assessment
@@ -171,9 +172,7 @@ def main() -> None:
             f"+ close lineage {t3 - t2:.2f}s + files+chart {t4 - t3:.2f}s; warnings {t5 - t4:.2f}s (CPU {c5 - c4:.2f}s) "
             f"({len(warnings['warnings'])}); load {before} -> {_load_average()} ({engine.dialect.name})"
         )
-    import resource
-
-    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    print(f"peak RSS {peak_rss_mib():.0f} MiB")
     names = ("assessment_json", "assessment_csv", "rectification_json", "rectification_csv", "lineage_csv")
     print("sha256", " ".join(f"{n}={_digest(getattr(files, n))}" for n in names), end=" ")
     print(f"lineage_sorted={_digest(files.lineage_csv, sort_lines=True)}")
