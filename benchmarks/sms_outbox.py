@@ -83,9 +83,10 @@ def main() -> None:
             )
             os.environ["MINYI_CONFIG"] = str(cfg)
             os.environ["MINYI_DATABASE_URL"] = url
+            from minyi.tasks.adapters.sms import GatewayClient
             from minyi.tasks.runtime import load_runtime
             from minyi.tasks.stages.eligibility import plan_followups
-            from minyi.tasks.stages.sms import GatewayClient, flush_outbox
+            from minyi.tasks.stages.sms import flush_outbox
             from minyi.tasks.store.engine import upgrade
             from minyi.tasks.store.units import sync_units
 

@@ -18,11 +18,12 @@ from pydantic import BaseModel
 
 from minyi.flows.naming import by_business_date
 from minyi.tasks import texts
+from minyi.tasks.adapters.sms import SmsGatewayError
 from minyi.tasks.rules.days import parse_instant, resolve_day
 from minyi.tasks.runtime import Runtime, load_runtime
 from minyi.tasks.stages.eligibility import PlanSummary, plan_followups
 from minyi.tasks.stages.replies import ReplySummary, ingest_replies
-from minyi.tasks.stages.sms import FlushSummary, SmsGatewayError, flush_outbox
+from minyi.tasks.stages.sms import FlushSummary, flush_outbox
 from minyi.tasks.stages.verification import reopen_not_resolved, send_verifications
 from minyi.tasks.stages.visits import VisitRecorded, queue_due_visits, record_visit
 from minyi.tasks.store.answers import open_orders_if_available

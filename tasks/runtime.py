@@ -24,7 +24,7 @@ from minyi.tasks.rules.masking import install_log_masking
 from minyi.tasks.store.engine import ensure_ready, get_engine
 
 if TYPE_CHECKING:
-    from minyi.tasks.stages.sms import SmsGateway
+    from minyi.tasks.adapters.sms import SmsGateway
 
 _ready: set[str] = set()
 
@@ -73,7 +73,7 @@ class Runtime:
 
     def sms_gateway(self) -> SmsGateway:
         """The SMS gateway this deployment talks to (the one place it is chosen): SPEC §4's HTTP contract."""
-        from minyi.tasks.stages.sms import GatewayClient
+        from minyi.tasks.adapters.sms import GatewayClient
 
         return GatewayClient(self.config.sms)
 

@@ -321,8 +321,8 @@ def test_a_page_of_strange_replies_is_stored_whole_and_the_cursor_moves_on(
 ) -> None:
     from datetime import UTC, datetime
 
+    from minyi.tasks.adapters.sms import Reply
     from minyi.tasks.stages.replies import store_reply_page
-    from minyi.tasks.stages.sms import Reply
 
     replies = [
         Reply(f"r{i}", sender[:40], text + "\x00", datetime(2026, 11, 22, 10, tzinfo=UTC), None)

@@ -63,7 +63,8 @@ def plan(rt: Runtime, as_of: datetime = MORNING, day: date = DAY) -> Any:
 
 
 def flush(rt: Runtime, as_of: datetime = MORNING) -> Any:
-    from minyi.tasks.stages.sms import GatewayClient, flush_outbox
+    from minyi.tasks.adapters.sms import GatewayClient
+    from minyi.tasks.stages.sms import flush_outbox
 
     with GatewayClient.from_config(rt.config) as client:
         return flush_outbox(rt.engine, rt.config, client, as_of)
@@ -77,7 +78,7 @@ def replies(rt: Runtime, as_of: datetime) -> Any:
 
 
 def gateway_client(rt: Runtime) -> Any:
-    from minyi.tasks.stages.sms import GatewayClient
+    from minyi.tasks.adapters.sms import GatewayClient
 
     return GatewayClient.from_config(rt.config)
 
@@ -372,7 +373,7 @@ def test_a_message_the_gateway_already_has_is_answered_duplicate_and_counts_as_s
     add_records(rt, [make_record(1, DAY)])
     plan(rt)
     with gateway_client(rt) as client:
-        from minyi.tasks.stages.sms import OutgoingSms
+        from minyi.tasks.adapters.sms import OutgoingSms
 
         client.send_batch([OutgoingSms(f"minyi:police110:{rid(1)}", make_record(1, DAY)["phone"], "earlier try")])
     out = flush(rt)

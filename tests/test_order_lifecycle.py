@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from minyi.tasks.adapters.sms import Reply, SendResult
 from minyi.tasks.config import load_config
 from minyi.tasks.errors import InputError
 from minyi.tasks.rules.lifecycle import OrderRefused
@@ -20,7 +21,6 @@ from minyi.tasks.stages.kpis import compute_assessment
 from minyi.tasks.stages.orders import apply_action
 from minyi.tasks.stages.replies import store_reply_page
 from minyi.tasks.stages.reports import rectification
-from minyi.tasks.stages.sms import Reply, SendResult
 from minyi.tasks.stages.verification import reopen_not_resolved, send_verifications
 from tests.supervision_support import add_answer, prepare_units, supervise_at
 from tests.support import TZ, Env, at, config_toml

@@ -81,8 +81,8 @@ def test_retention_de_identifies_old_records_and_follow_ups_and_keeps_every_coun
     plan(rt, as_of=AS_OF, day=NEW)
     gateway.reply_to(f"minyi:police110:{rid(0, OLD)}", "3", at("2026-05-02 10:00"))
     gateway.reply_to(f"minyi:police110:{rid(1, OLD)}", "张三说太吵了", at("2026-05-02 10:01"))
+    from minyi.tasks.adapters.sms import GatewayClient
     from minyi.tasks.stages.replies import ingest_replies
-    from minyi.tasks.stages.sms import GatewayClient
 
     with GatewayClient.from_config(rt.config) as client:
         ingest_replies(rt.engine, client, at("2026-05-02 11:00"))

@@ -207,8 +207,9 @@ def test_a_half_empty_day_holds_that_source_only_and_alerts_the_centre(env: Env)
 
 def test_a_held_source_keeps_its_sms_queued_while_the_others_are_sent(env: Env) -> None:
     from minyi.sim.sms_gateway import SmsGateway
+    from minyi.tasks.adapters.sms import GatewayClient
     from minyi.tasks.stages.eligibility import plan_followups
-    from minyi.tasks.stages.sms import GatewayClient, flush_outbox
+    from minyi.tasks.stages.sms import flush_outbox
 
     gw = SmsGateway().start()
     try:

@@ -25,8 +25,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from minyi.tasks.adapters.bounds import RefusedReply, Reply, check_reply
+from minyi.tasks.adapters.sms import SmsGateway, SmsGatewayError
 from minyi.tasks.rules.phones import normalise_phone
-from minyi.tasks.stages.sms import SmsGateway, SmsGatewayError
 from minyi.tasks.stages.verification import claim_verification_replies
 from minyi.tasks.store.answers import refresh_satisfaction
 from minyi.tasks.store.engine import instant_param

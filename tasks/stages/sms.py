@@ -1,4 +1,4 @@
-"""The SMS gateway (SPEC §4): the `SmsGateway` protocol, its httpx client, and the outbox relay.
+"""The SMS outbox relay (SPEC §4): queued follow-ups to the gateway (`tasks/adapters/sms.py`), once each.
 
 Why an outbox: the follow-up row *is* the message (`sms_status = 'queued'`,
 written by planning in the same statement that decides eligibility). The relay
@@ -23,187 +23,27 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import socket
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, NamedTuple, Protocol
+from typing import Any
 
-import httpx
-import orjson
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
-from minyi.tasks.adapters.bounds import MAX_CURSOR, AnswerTooLarge, Reply, clean_text, has_control, read_capped
-from minyi.tasks.adapters.tls import tls_context
-from minyi.tasks.config import MinyiConfig, SmsConfig, secret_from_env
-from minyi.tasks.errors import MinyiError
+from minyi.tasks.adapters.sms import OutgoingSms, SendResult, SmsGateway, SmsGatewayError
+from minyi.tasks.config import MinyiConfig
 from minyi.tasks.rules.days import local_date
 from minyi.tasks.rules.masking import mask_text
-from minyi.tasks.rules.retry import RETRYABLE_STATUS, Backoff, Retryable, parse_retry_after, with_retries
 from minyi.tasks.stages.eligibility import sms_text, when_words
 from minyi.tasks.store.engine import instant_param, raw_transaction
 
 log = logging.getLogger("minyi.sms")
-SEND_STATUSES = frozenset({"accepted", "duplicate", "rejected"})
-
-
-class SmsGatewayError(MinyiError):
-    """The gateway failed past every retry, or broke its contract; queued messages wait for the next run."""
-
-
-class OutgoingSms(NamedTuple):
-    """One message of a batch (a tuple: a million are built a day)."""
-
-    message_id: str
-    to: str
-    text: str
-
-
-class SendResult(NamedTuple):
-    message_id: str
-    status: str  # accepted | duplicate | rejected
-    error: str | None = None
-
-
-__all__ = ["GatewayClient", "Reply", "ReplyPage", "SmsGateway", "SmsGatewayError", "flush_outbox"]
-
-
-@dataclass(frozen=True)
-class ReplyPage:
-    """One page as the gateway served it: each item still raw (replies.py checks each one, SPEC §4)."""
-
-    items: list[Any]
-    next_cursor: str | None
-
-
-class SmsGateway(Protocol):
-    """What the relay and reply intake need of a gateway; `GatewayClient` (HTTP, SPEC §4) is the first."""
-
-    batch_size: int
-
-    def send_batch(self, messages: list[OutgoingSms]) -> list[SendResult]: ...
-
-    def fetch_replies(self, since: str | None, limit: int) -> ReplyPage: ...
-
-    def close(self) -> None: ...
-
-    def __enter__(self) -> SmsGateway: ...
-
-    def __exit__(self, *exc: object) -> None: ...
-
-
-class GatewayClient:
-    """The two endpoints of the gateway over HTTP, each call retried on 429/5xx/timeouts/connection errors.
-
-    Every answer is read with the 16 MiB cap of SPEC §14, streamed: over it, the call fails (not retried)
-    and nothing of it is used.
-    """
-
-    def __init__(
-        self,
-        cfg: SmsConfig,
-        *,
-        transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        rand: random.Random | None = None,
-    ) -> None:
-        self.batch_size = cfg.batch_size
-        self.backoff = Backoff(cfg.max_attempts, cfg.backoff_seconds, cfg.max_backoff_seconds)
-        self._sleep = sleep
-        self._rand = rand
-        headers = {"Accept": "application/json", "Content-Type": "application/json", "User-Agent": "minyi"}
-        token = secret_from_env(cfg.token_env)
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        self._client = httpx.Client(
-            base_url=cfg.url.rstrip("/"),
-            headers=headers,
-            timeout=httpx.Timeout(cfg.timeout_seconds, connect=min(10.0, cfg.timeout_seconds)),
-            transport=transport,
-            verify=tls_context(),
-        )
-
-    @classmethod
-    def from_config(cls, cfg: MinyiConfig) -> GatewayClient:
-        return cls(cfg.sms)
-
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> GatewayClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def send_batch(self, messages: list[OutgoingSms]) -> list[SendResult]:
-        """POST one batch (≤ batch_size); the results of the messages the gateway answered for."""
-        body = orjson.dumps({"messages": [{"message_id": m.message_id, "to": m.to, "text": m.text} for m in messages]})
-        doc = self._call("POST", "/messages:batch", content=body)
-        results = doc.get("results") if isinstance(doc, dict) else None
-        if not isinstance(results, list):
-            raise SmsGatewayError("sms gateway: response is not {'results': [...]}")
-        out: list[SendResult] = []
-        for r in results:
-            if not isinstance(r, dict) or r.get("status") not in SEND_STATUSES or not r.get("message_id"):
-                raise SmsGatewayError(f"sms gateway: malformed result {clean_text(str(r), 200)!r}")
-            # message_id is only looked up among the batch's own ids; the error text is stored, so bounded
-            error = clean_text(str(r["error"]), 500) if r.get("error") else None
-            out.append(SendResult(str(r["message_id"]), r["status"], error))
-        return out
-
-    def fetch_replies(self, since: str | None, limit: int) -> ReplyPage:
-        """One page of replies after cursor `since`; next_cursor None means nothing new."""
-        params: dict[str, Any] = {"limit": limit}
-        if since:
-            params["since"] = since
-        doc = self._call("GET", "/replies", params=params)
-        if not isinstance(doc, dict) or not isinstance(doc.get("replies"), list):
-            raise SmsGatewayError("sms gateway: response is not {'replies': [...], 'next_cursor': ...}")
-        nxt = doc.get("next_cursor")
-        if nxt is not None and not isinstance(nxt, str | int):
-            raise SmsGatewayError("sms gateway: next_cursor must be a string or null")
-        cursor = str(nxt) if nxt not in (None, "") else None
-        if cursor is not None and (len(cursor) > MAX_CURSOR or has_control(cursor)):
-            raise SmsGatewayError(f"sms gateway: next_cursor is over {MAX_CURSOR} characters or has control characters")
-        return ReplyPage(doc["replies"], cursor)
-
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        return with_retries(
-            lambda: self._once(method, path, **kwargs),
-            self.backoff,
-            what=f"sms gateway {path}",
-            give_up=SmsGatewayError,
-            sleep=self._sleep,
-            rand=self._rand,
-            log=log,
-        )
-
-    def _once(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            with self._client.stream(method, path, **kwargs) as resp:
-                if resp.status_code in RETRYABLE_STATUS:
-                    raise Retryable(f"HTTP {resp.status_code}", parse_retry_after(resp.headers.get("Retry-After")))
-                if resp.status_code != 200:
-                    raise SmsGatewayError(f"sms gateway {path}: HTTP {resp.status_code} {resp.reason_phrase}")
-                try:
-                    body = read_capped(resp)
-                except AnswerTooLarge as exc:
-                    raise SmsGatewayError(f"sms gateway {path}: {exc}") from None
-        except (httpx.TimeoutException, httpx.TransportError) as exc:
-            raise Retryable(f"{type(exc).__name__}: {exc}") from None
-        try:
-            return orjson.loads(body)
-        except orjson.JSONDecodeError:
-            raise Retryable(f"invalid JSON body ({len(body)} bytes)") from None
 
 
 def in_send_window(as_of: datetime, cfg: MinyiConfig) -> bool:

@@ -91,7 +91,8 @@ def send_verifications(engine: Engine, cfg: MinyiConfig, client: Any, as_of: dat
     `client` is a tasks.sms.GatewayClient. A re-sent message_id is answered `duplicate`
     by the gateway, which counts as sent, as for follow-ups.
     """
-    from minyi.tasks.stages.sms import OutgoingSms, in_send_window
+    from minyi.tasks.adapters.sms import OutgoingSms
+    from minyi.tasks.stages.sms import in_send_window
     from minyi.tasks.texts import verification_sms
 
     out = {"sent": 0, "rejected": 0, "skipped": 0}
