@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 
 from minyi.tasks.config import RECORD_FIELDS, ConfigError, parse_config
 from minyi.tasks.errors import InputError
+from minyi.tasks.rules.answers import parse_reply
 from minyi.tasks.rules.days import parse_date, parse_instant
 from minyi.tasks.rules.intake import Accepted, Quarantined, intake
 from minyi.tasks.rules.lifecycle import parse_ref
 from minyi.tasks.rules.phones import normalise_phone
-from minyi.tasks.stages.replies import parse_reply
 from tests.faults_support import FIGURES
 from tests.support import TZ, Env, make_record
 

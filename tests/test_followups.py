@@ -128,7 +128,7 @@ def rid(n: int, day: date = DAY) -> str:
     ],
 )
 def test_every_reply_form_is_parsed_as_the_spec_says(reply: str, meaning: str) -> None:
-    from minyi.tasks.stages.replies import parse_reply
+    from minyi.tasks.rules.answers import parse_reply
 
     assert parse_reply(reply) == meaning
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import orjson
+
+if TYPE_CHECKING:
+    import httpx
 
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
 MAX_REPLY_ID = 128
@@ -61,15 +63,16 @@ def clean_text(value: str, limit: int) -> str:
 
 def read_capped(resp: httpx.Response, cap: int = MAX_ANSWER_BYTES) -> bytes:
     """The body of a streamed response, or AnswerTooLarge as soon as it passes `cap` (never read whole)."""
+    limit = f"{cap >> 20} MiB" if cap % (1 << 20) == 0 else f"{cap}-byte"
     declared = resp.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > cap:
-        raise AnswerTooLarge(f"answer of {int(declared)} bytes is over the {cap}-byte cap")
+        raise AnswerTooLarge(f"answer of {int(declared)} bytes is over the {limit} cap")
     chunks: list[bytes] = []
     size = 0
     for chunk in resp.iter_bytes():
         size += len(chunk)
         if size > cap:
-            raise AnswerTooLarge(f"answer over the {cap}-byte cap")
+            raise AnswerTooLarge(f"answer over the {limit} cap")
         chunks.append(chunk)
     return b"".join(chunks)
 

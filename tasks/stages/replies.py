@@ -18,7 +18,7 @@ import hashlib
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import text
@@ -26,33 +26,14 @@ from sqlalchemy.engine import Engine
 
 from minyi.tasks.adapters.bounds import RefusedReply, Reply, check_reply
 from minyi.tasks.adapters.sms import SmsGateway, SmsGatewayError
+from minyi.tasks.rules.answers import parse_reply
 from minyi.tasks.rules.phones import normalise_phone
 from minyi.tasks.stages.verification import claim_verification_replies
 from minyi.tasks.store.answers import refresh_satisfaction
 from minyi.tasks.store.engine import instant_param
 
-ReplyValue = Literal["satisfied", "basically_satisfied", "dissatisfied", "opt_out", "unrecognised"]
 MATCH_WINDOW = timedelta(days=7)
 CURSOR_NAME = "replies"
-
-_WORDS: dict[str, ReplyValue] = {
-    "1": "satisfied",
-    "满意": "satisfied",
-    "2": "basically_satisfied",
-    "基本满意": "basically_satisfied",
-    "3": "dissatisfied",
-    "不满意": "dissatisfied",
-    "td": "opt_out",
-    "退订": "opt_out",
-}
-# Full-width ASCII (U+FF01–U+FF5E) to ASCII: phones send '１' and 'ＴＤ' as often as '1' and 'TD'.
-_FOLD = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
-
-
-def parse_reply(raw: str) -> ReplyValue:
-    """Trimmed, full-width folded, then an exact word: '１' and ' 3 ' count, '不满意' is not '满意', 'td' opts out."""
-    word = raw.translate(_FOLD).strip().lower()
-    return _WORDS.get(word, "unrecognised")
 
 
 class ReplySummary(BaseModel):

@@ -21,33 +21,18 @@ in no follow-up metric.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import BigInteger, String, text
 from sqlalchemy.engine import Connection, Engine
 
 from minyi.schemas.types import UtcDateTime
 from minyi.tasks.config import MinyiConfig
+from minyi.tasks.rules.answers import parse_verification
 from minyi.tasks.store.engine import instant_param
 
-VerifyAnswer = Literal["confirmed", "not_resolved", "opt_out", "unrecognised"]
 WINDOW = timedelta(days=7)
 VERIFIER = "复核回访"  # `by` of a reopen: the citizen's answer, not an operator
-
-_WORDS: dict[str, VerifyAnswer] = {
-    "1": "confirmed",
-    "已解决": "confirmed",
-    "2": "not_resolved",
-    "未解决": "not_resolved",
-    "td": "opt_out",
-    "退订": "opt_out",
-}
-_FOLD = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
-
-
-def parse_verification(raw: str) -> VerifyAnswer:
-    """Trimmed, full-width folded, exact word (as SPEC §4 replies)."""
-    return _WORDS.get(raw.translate(_FOLD).strip().lower(), "unrecognised")
 
 
 def queue_verification(

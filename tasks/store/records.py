@@ -24,18 +24,10 @@ from minyi.tasks.store.engine import instant_param, raw_transaction
 
 _COLUMNS = ", ".join(BULK_COLUMNS)
 _UTC = ZoneInfo("UTC")
-# Fields a re-pull may update; business_date stays the date the record was first pulled for.
-_UPDATABLE = (
-    "channel",
-    "matter",
-    "handled_at",
-    "unit_code",
-    "officer_id",
-    "citizen_name",
-    "phone_norm",
-    "phone_kind",
-    "summary",
-    "confidential",
+# Fields a re-pull may change: all but the key, the date the record was first pulled for, and the two stamps
+# (updated_at is set when a field changed).
+_UPDATABLE = tuple(
+    c for c in BULK_COLUMNS if c not in ("source", "record_id", "business_date", "ingested_at", "updated_at")
 )
 _SET = ", ".join(f"{c} = excluded.{c}" for c in _UPDATABLE) + ", updated_at = excluded.updated_at"
 

@@ -151,8 +151,6 @@ def escape_robot_markdown(text: str) -> str:
 
 # ---------------------------------------------------------------------------------------------- robots
 
-MAX_ANSWER_BYTES = 16 * 1024 * 1024  # SPEC §14: every upstream answer is read with this cap
-
 
 def split_utf8(text: str, limit: int) -> list[str]:
     """Pieces of at most `limit` UTF-8 bytes, cut at line ends where possible, never inside a character."""
@@ -275,17 +273,15 @@ class RobotNotifier(NotifierBase):
 
         import httpx
 
+        from minyi.tasks.adapters.bounds import AnswerTooLarge, read_capped
+
         url = self.signed(self.url_for(channel))
         try:
             with self.client.stream("POST", url, json=body) as resp:
-                declared = resp.headers.get("Content-Length")
-                if declared and declared.isdigit() and int(declared) > MAX_ANSWER_BYTES:
-                    raise DeliveryError(f"{self.name}: answer of {declared} bytes is over 16 MiB")
-                raw = b""
-                for chunk in resp.iter_bytes():
-                    raw += chunk
-                    if len(raw) > MAX_ANSWER_BYTES:
-                        raise DeliveryError(f"{self.name}: answer is over 16 MiB")
+                try:
+                    raw = read_capped(resp)  # SPEC §14
+                except AnswerTooLarge as exc:
+                    raise DeliveryError(f"{self.name}: {exc}") from None
                 status = resp.status_code
         except httpx.HTTPError as exc:
             raise DeliveryError(f"{self.name} unreachable: {type(exc).__name__}", transport=True) from None

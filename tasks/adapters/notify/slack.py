@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
+from minyi.tasks.adapters.bounds import MAX_ANSWER_BYTES
 from minyi.tasks.adapters.notify.base import (
     DeliveryError,
     FindError,
@@ -29,7 +30,6 @@ from minyi.tasks.config import ConfigError, MinyiConfig, SlackConfig, secret_fro
 
 METADATA_EVENT = "minyi_outbox"
 RECONCILE_PAGES = 5  # at most 1,000 messages since the claim are searched; beyond that the post is unconfirmed
-MAX_ANSWER_BYTES = 16 * 1024 * 1024
 SECTION_CHARS = 2900  # Slack allows 3,000 characters per section text
 
 
