@@ -37,6 +37,23 @@ class LoopbackServer:
         self.stop()
 
 
+class ScriptedServer(LoopbackServer):
+    """A stand-in whose tests script the failures of a real peer: down (connections dropped) and huge answers.
+
+    `state` is the server's dataclass with at least `lock`, `down` and `huge` (answers still to pad).
+    """
+
+    state: Any
+
+    def set_down(self, down: bool = True) -> None:
+        with self.state.lock:
+            self.state.down = down
+
+    def answer_huge_next(self, times: int = 1) -> None:
+        with self.state.lock:
+            self.state.huge += times
+
+
 class QuietHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # Headers and body go out in separate writes: without TCP_NODELAY each response waits ~40 ms for a delayed ACK.

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qs, urlparse
 
-from minyi.sim.http import LoopbackServer, QuietHandler
+from minyi.sim.http import QuietHandler, ScriptedServer
 
 PER_MINUTE = 20  # both vendors: messages a minute per webhook
 HUGE = 16 * 1024 * 1024 + 1  # padding that puts an answer over minyi's cap (SPEC §14)
@@ -87,7 +87,7 @@ class RobotHandler(QuietHandler):
         raise NotImplementedError
 
 
-class RobotServer(LoopbackServer, Generic[M]):
+class RobotServer(ScriptedServer, Generic[M]):
     """Scripting shared by the robots: faults, huge answers, down; `messages` is what every group saw."""
 
     state: RobotState[M]
@@ -95,14 +95,6 @@ class RobotServer(LoopbackServer, Generic[M]):
     def fail_next(self, errcode: int, times: int = 1) -> None:
         with self.state.lock:
             self.state.faults.extend([errcode] * times)
-
-    def answer_huge_next(self, times: int = 1) -> None:
-        with self.state.lock:
-            self.state.huge += times
-
-    def set_down(self, down: bool = True) -> None:
-        with self.state.lock:
-            self.state.down = down
 
     @property
     def messages(self) -> list[M]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from minyi.sim.http import LoopbackServer, QuietHandler
+from minyi.sim.http import QuietHandler, ScriptedServer
 
 
 @dataclass
@@ -236,7 +236,7 @@ class _Handler(QuietHandler):
         return {"ok": True, "files": out}
 
 
-class SlackApiServer(LoopbackServer):
+class SlackApiServer(ScriptedServer):
     """`api_url` is what goes in `[slack] api_url`; `posts_in(channel)` is what a member of it saw."""
 
     def __init__(self, token: str | None = None, port: int = 0) -> None:
@@ -251,14 +251,6 @@ class SlackApiServer(LoopbackServer):
         headers = {"Retry_After": str(retry_after)} if retry_after is not None else {}
         with self.state.lock:
             self.state.faults.extend([(status, headers)] * times)
-
-    def answer_huge_next(self, times: int = 1) -> None:
-        with self.state.lock:
-            self.state.huge += times
-
-    def set_down(self, down: bool = True) -> None:
-        with self.state.lock:
-            self.state.down = down
 
     @property
     def posts(self) -> list[SlackPost]:
