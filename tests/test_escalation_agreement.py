@@ -1,4 +1,7 @@
-"""The SQL sweep (tasks/stages/escalation.py) fires exactly what the pure rule (clocks.escalations_due) says.
+"""The SQL that production runs agrees with the pure rules it restates for speed, on random orders on both databases.
+
+The SQL sweep (tasks/stages/escalation.py) fires exactly what the pure rule (clocks.escalations_due) says;
+the KPI SQL (tasks/stages/kpis.py) counts on time exactly what clocks.is_on_time says.
 
 Random orders — clock periods after reassignments or reopens, levels already fired in the current
 and in earlier periods, pending_calendar clocks, stages done before or after as_of — on SQLite and
@@ -8,7 +11,7 @@ PostgreSQL: for each, the levels the sweep inserts equal `escalations_due` with 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -16,8 +19,9 @@ from sqlalchemy import text
 
 from minyi.tasks.config import load_config
 from minyi.tasks.rules.calendar import load_calendar
-from minyi.tasks.rules.clocks import ESCALATIONS, due_instant, escalations_due
+from minyi.tasks.rules.clocks import ESCALATIONS, due_instant, escalations_due, is_on_time
 from minyi.tasks.stages.escalation import run_escalations
+from minyi.tasks.stages.kpis import Period, unit_counts
 from minyi.tasks.store.engine import instant_param
 from tests.supervision_support import add_answer, prepare_units
 from tests.support import TZ, Env, at, config_toml
@@ -112,3 +116,69 @@ def test_the_sql_sweep_fires_the_levels_the_pure_rule_says(env: Env, orders: lis
     assert not env.rows(
         "SELECT order_id, period, level FROM escalations GROUP BY order_id, period, level HAVING COUNT(*) > 1"
     )
+
+
+# Offsets of a stage from its due instant: either side of the boundary, at it, and far away.
+_OFFSETS = st.sampled_from(
+    [timedelta(0), timedelta(microseconds=1), -timedelta(microseconds=1), timedelta(seconds=1), -timedelta(seconds=1)]
+) | st.integers(-24 * 3600 * 9, 24 * 3600 * 9).map(lambda s: timedelta(seconds=s))
+_timed = st.fixed_dictionaries(
+    {
+        "opened_h": st.integers(0, 24 * 10),
+        "pending": st.booleans(),
+        "responded": st.none() | _OFFSETS,
+        "closed": st.none() | _OFFSETS,
+    }
+)
+
+
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(orders=st.lists(_timed, min_size=ORDERS, max_size=ORDERS))
+def test_the_kpi_sql_counts_on_time_exactly_as_is_on_time_says(env: Env, orders: list[dict]) -> None:
+    """responded_on_time and completed_on_time (tasks/stages/kpis.py BRANCHES) against clocks.is_on_time:
+    a stage a microsecond before its due instant is on time, at it or after it is late, and nothing is on
+    time against a pending (unknown) due instant."""
+    if not env.scalar("SELECT COUNT(*) FROM followups"):
+        env.write_config(config_toml())
+        prepare_units(env.engine)
+        for i in range(ORDERS):
+            add_answer(env.engine, BASE, record_id=f"on-time-{i}")
+    d = env.backend
+    as_of = BASE + timedelta(days=60)
+    expected = {"responded_on_time": 0, "completed_on_time": 0}
+    with env.engine.begin() as conn:
+        for table in ("notifications", "escalations", "order_events", "orders"):
+            conn.execute(text(f"DELETE FROM {table}"))
+        fids = [r[0] for r in conn.execute(text("SELECT id FROM followups ORDER BY id"))]
+        for fid, o in zip(fids, orders, strict=True):
+            opened = BASE + timedelta(hours=o["opened_h"])
+            response = None if o["pending"] else due_instant(opened, 3, CAL, "working", TZ)
+            completion = due_instant(opened, 5, CAL, "working", TZ)
+            # a stage is timed against its own due instant, or against the opening when that is unknown
+            responded = None if o["responded"] is None else (response or opened) + o["responded"]
+            closed = None if o["closed"] is None else completion + o["closed"]
+            expected["responded_on_time"] += responded is not None and is_on_time(responded, response)
+            expected["completed_on_time"] += closed is not None and is_on_time(closed, completion)
+            conn.execute(
+                text(
+                    "INSERT INTO orders (followup_id, source, record_id, unit_code, opened_at, status, response_due, "
+                    "completion_due, responded_at, closed_at, resolution, period, created_at, updated_at) "
+                    "VALUES (:f, 'p', :r, 'QD-SN-PS01', :opened, :status, :rd, :cd, :ra, :ca, :res, 1, :t, :t)"
+                ),
+                {
+                    "f": fid,
+                    "r": f"on-time-{fid}",
+                    "opened": instant_param(d, opened),
+                    "status": "closed" if closed else "open",
+                    "rd": instant_param(d, response),
+                    "cd": instant_param(d, completion),
+                    "ra": instant_param(d, responded),
+                    "ca": instant_param(d, closed),
+                    "res": "resolved" if closed else None,
+                    "t": instant_param(d, BASE),
+                },
+            )
+    with env.engine.connect() as conn:
+        counts = unit_counts(conn, Period(date(2026, 1, 1), date(2026, 1, 1)), as_of)
+    got = counts.get("QD-SN-PS01", {})
+    assert {k: got.get(k, 0) for k in expected} == expected
