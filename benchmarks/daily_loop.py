@@ -118,6 +118,8 @@ def main() -> None:
                 MINYI_REPORTS_DIR=str(Path(tmp) / "reports"),
                 MINYI_HOME=str(Path(tmp) / "home"),
             )
+            # as `minyi` does: Prefect's 20 s default for its temporary server timed out on a loaded machine
+            os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
             from prefect import flow
 
             from minyi.flows.daily_loop import daily_loop
