@@ -259,9 +259,11 @@ def _run(env: Env, *args: str, api_url: str | None = None, **popen: Any) -> Any:
     return subprocess.run(cmd, env=cli_env, capture_output=True, text=True, timeout=300)
 
 
-def test_a_killed_daily_loop_s_date_runs_again_once_its_lease_expires(
+def test_a_killed_daily_loop_whose_prefect_server_died_with_it_runs_again_on_another_once_its_lease_expires(
     env: Env, gateway: SmsGateway, prefect_harness: None
 ) -> None:
+    """The first run starts its own temporary Prefect server (no API URL) and is SIGKILLed with it; the later
+    runs talk to another server (the session's), which never saw the first: the guard is in the store."""
     import os
     import signal
     import time
@@ -281,12 +283,12 @@ def test_a_killed_daily_loop_s_date_runs_again_once_its_lease_expires(
         )  # long enough for a loaded machine to start the second run
         src.state("police110").page_delay = 1.0
         args = ("run", "--date", DAY.isoformat(), "--as-of", "2026-11-22T09:05:00+08:00")
-        proc = _run(env, *args, api_url=api, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
+        proc = _run(env, *args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # its own Prefect server
+        deadline = time.monotonic() + 180
         while not src.requests:  # the loop holds its lease and is pulling
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.1)
-        os.killpg(proc.pid, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)  # the loop and the temporary server it started, in one group
         proc.wait(30)
         assert env.scalar("SELECT COUNT(*) FROM run_leases") == 1  # the dead run lease stays ...
         pulled = len(src.requests)
