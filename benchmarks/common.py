@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,123 +34,39 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-class _Sampler:
-    """A background thread that samples /proc until the `with` block ends."""
+class TreeProbe:
+    """Peak memory of this process's tree while the `with` block runs, read by `benchmarks.rss_probe` in its
+    own process (see there why not a thread of this one).
 
-    name = "sampler"
+    `peak_mib`: the summed resident sets of this process and its descendants, the `exclude` pids (the
+    benchmark's stand-ins) left out; `server_peak_mib`: a temporary Prefect server's, apart;
+    `marked_peak_mib`: the largest peak (VmHWM) of a child whose command line holds `marker`, `marked`
+    how many such children were seen.
+    """
 
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name=self.name)
+    def __init__(self, exclude: set[int], marker: str = "", interval: float = 0.05) -> None:
+        self.args = [str(os.getpid()), "--interval", str(interval), "--marker", marker, "--exclude", *map(str, exclude)]
+        self.peak_mib = self.server_peak_mib = self.marked_peak_mib = 0.0
+        self.marked = 0  # how many marked children were seen
+        self._proc: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> Self:
-        self._thread.start()
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.rss_probe", *self.args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        raise NotImplementedError
-
-
-class ChildPeakRss(_Sampler):
-    """The peak resident set of this process's children whose command line contains `marker`, while it runs.
-
-    Why sampled from /proc: getrusage(RUSAGE_CHILDREN) reports the largest child ever reaped, which here
-    is not an ingest worker (Prefect's and the stand-ins' processes count too). VmHWM is each child's own
-    peak, read every `interval` seconds until the child is gone.
-    """
-
-    name = "child-rss"
-
-    def __init__(self, marker: str, interval: float = 0.1) -> None:
-        self.marker = marker.encode()
-        self.peaks: dict[int, int] = {}  # pid -> KiB
-        super().__init__(interval)
-
-    @property
-    def max_mib(self) -> float:
-        return max(self.peaks.values(), default=0) / 1024
-
-    def _run(self) -> None:
-        me = str(os.getpid())
-        while not self._stop.wait(self.interval):
-            for proc in Path("/proc").iterdir():
-                if not proc.name.isdigit():
-                    continue
-                try:
-                    if self.marker not in (proc / "cmdline").read_bytes():
-                        continue
-                    status = (proc / "status").read_text()
-                except OSError:
-                    continue
-                fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-                if fields.get("PPid", "").strip() == me and "VmHWM" in fields:
-                    kib = int(fields["VmHWM"].split()[0])
-                    self.peaks[int(proc.name)] = max(self.peaks.get(int(proc.name), 0), kib)
-
-
-class TreeRss(_Sampler):
-    """The peak of the SUMMED resident sets of this process and its descendants, sampled while it runs.
-
-    What a centre's machine must hold at once: the loop plus every worker it starts. The stand-ins the
-    benchmark itself starts (source server, SMS gateway) are excluded by pid, and so is a temporary Prefect
-    server (its own figure is `server_peak_mib`: a centre runs one server for every run, not one per loop).
-    """
-
-    name = "tree-rss"
-
-    def __init__(self, exclude: set[int], interval: float = 0.05) -> None:
-        self.exclude = exclude
-        self.peak_kib = 0
-        self.server_peak_kib = 0
-        super().__init__(interval)
-
-    @property
-    def peak_mib(self) -> float:
-        return self.peak_kib / 1024
-
-    @property
-    def server_peak_mib(self) -> float:
-        return self.server_peak_kib / 1024
-
-    def _sample(self) -> tuple[int, int]:
-        parents: dict[int, int] = {}
-        rss: dict[int, int] = {}
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            try:
-                status = (proc / "status").read_text()
-            except OSError:
-                continue
-            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-            pid = int(proc.name)
-            parents[pid] = int(fields.get("PPid", "0").strip() or 0)
-            rss[pid] = int(fields["VmRSS"].split()[0]) if "VmRSS" in fields else 0
-        me = os.getpid()
-        tree, frontier, server = {me}, [me], set()
-        while frontier:
-            frontier = [p for p, pp in parents.items() if pp in frontier and p not in self.exclude]
-            for p in list(frontier):
-                try:
-                    if b"prefect" in (Path("/proc") / str(p) / "cmdline").read_bytes() or parents.get(p) in server:
-                        server.add(p)
-                except OSError:
-                    pass
-            tree.update(frontier)
-        return sum(rss.get(p, 0) for p in tree - server), sum(rss.get(p, 0) for p in server)
-
-    def _run(self) -> None:
-        while True:
-            ours, server = self._sample()
-            self.peak_kib = max(self.peak_kib, ours)
-            self.server_peak_kib = max(self.server_peak_kib, server)
-            if self._stop.wait(self.interval):
-                return
+        assert self._proc is not None
+        out, _ = self._proc.communicate(timeout=60)  # closing its stdin makes it report
+        figures = json.loads(out)
+        self.peak_mib = figures["tree_kib"] / 1024
+        self.server_peak_mib = figures["server_kib"] / 1024
+        self.marked_peak_mib = figures["marked_hwm_kib"] / 1024
+        self.marked = figures["marked"]
 
 
 @contextmanager

@@ -29,7 +29,7 @@ from pathlib import Path
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from benchmarks.common import ChildPeakRss, TreeRss, city_source, free_port, peak_rss_mib, throwaway_store
+from benchmarks.common import TreeProbe, city_source, free_port, peak_rss_mib, throwaway_store
 from benchmarks.ingest import baseline_seconds
 from minyi.demo import demo_config_text
 
@@ -137,7 +137,7 @@ def main() -> None:
                 warm_up()
             load_before = os.getloadavg()[0]
             t0 = time.perf_counter()
-            with ChildPeakRss("minyi.tasks.stages.ingest_worker") as workers, TreeRss(stand_ins) as tree:
+            with TreeProbe(stand_ins, marker="minyi.tasks.stages.ingest_worker") as tree:
                 state = daily_loop(business_date=DAY, as_of=AS_OF, return_state=True)
             loop_seconds = time.perf_counter() - t0
             rss = peak_rss_mib()
@@ -167,8 +167,8 @@ def main() -> None:
         "ingest_to_baseline": round(ingest_s / base, 1) if ingest_s else None,
         "peak_rss_mib": round(rss),
         # each ingest worker process peaks at most this; the loop's worst case is peak_rss_mib + workers × this
-        "ingest_worker_peak_rss_mib": round(workers.max_mib),
-        "ingest_workers": len(workers.peaks),
+        "ingest_worker_peak_rss_mib": round(tree.marked_peak_mib),
+        "ingest_workers": tree.marked,
         # the loop and every worker it started, summed at each sample (the stand-ins excluded)
         # sampled every 50 ms, so a short peak of the loop's own process can fall between two samples:
         # the tree held at least what the loop process itself peaked at
