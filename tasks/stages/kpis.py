@@ -1,7 +1,8 @@
 """The assessment metrics of SPEC §7, the points score of §11 and the lineage of §12, month-to-date at `as_of`.
 
-Counts and lineage come from one statement per grouping (`counts_sql`): per
-unit and metric mask (the set of metrics a record counts in, each metric's
+Counts and lineage come from one statement per grouping (`counts_sql`; the
+report task reads the record grouping's in two ranges of record ids side by
+side, `unit_counts` `parts`): per unit and metric mask (the set of metrics a record counts in, each metric's
 condition from `BRANCHES`), the number of records and their references. A count
 is the sum over the masks holding its bit, and its lineage lines are those same
 groups' references, so a count and the records listed behind it cannot drift
@@ -341,7 +342,7 @@ GROUP BY unit_code
 
 
 def _base(group: str, join: str = "JOIN", ids: str = "") -> str:
-    """`group`'s base; `ids` a further condition on the record's id (`_id_range`)."""
+    """`group`'s base; `ids` a further condition on the record's id (`_id_ranges`)."""
     unit, tables = GROUPS[group]
     return _BASE_SQL.format(unit=unit, tables=tables.format(join=join), ids=ids)
 
@@ -384,7 +385,7 @@ def counts_sql(dialect: str, group: str, join: str = "JOIN", ids: str = "") -> s
     lineage is the references of those same groups, so the two cannot drift.
 
     `join` "CROSS JOIN" makes SQLite read the order base from the orders (`_driving_join`); `ids` keeps only
-    the records of one id range (`_id_range`): unit_counts runs the ranges side by side, and a record is in
+    the records of one id range (`_id_ranges`): unit_counts runs the ranges side by side, and a record is in
     exactly one of them, so the parts' groups together are the whole statement's.
 
     Why group by (unit, mask) rather than by unit with a conditional count and a conditional group_concat /
