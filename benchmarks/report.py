@@ -26,6 +26,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from benchmarks.common import peak_rss_mib
+from minyi.flows.report import COUNT_PARTS
 from minyi.sim.city import UNITS
 from minyi.tasks.config import TargetsConfig
 from minyi.tasks.stages.kpis import compute_assessment
@@ -125,6 +126,7 @@ def main() -> None:
     ap.add_argument("--db", default="sqlite")
     ap.add_argument("--store", type=Path, help="SQLite file to keep between runs (loaded when missing)")
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--parts", type=int, default=COUNT_PARTS, help="the record grouping's statements side by side")
     ap.add_argument("--date", type=date.fromisoformat, default=date(2026, 11, 30), help="business date reported")
     ap.add_argument("--as-of", type=datetime.fromisoformat, help="default: the next day 09:30 local")
     args = ap.parse_args()
@@ -154,7 +156,7 @@ def main() -> None:
         with engine.connect() as conn, LineageFile(files.lineage_csv) as lineage:
             c0 = time.process_time()
             t0 = time.perf_counter()
-            assessment = compute_assessment(conn, day, as_of, tz, TargetsConfig(), lineage=lineage)
+            assessment = compute_assessment(conn, day, as_of, tz, TargetsConfig(), lineage=lineage, parts=args.parts)
             t1 = time.perf_counter()
             rect = rectification(conn, day, as_of, tz)
             t2 = time.perf_counter()

@@ -29,7 +29,7 @@ from minyi.flows.quality import quality_stage
 from minyi.flows.report import ReportSummary, report_stage
 from minyi.flows.run_hooks import hooks
 from minyi.flows.supervise import SuperviseSummary, supervise_stage
-from minyi.flows.warnings import WarningsSummary, warnings_stage
+from minyi.flows.warnings import WarningsSummary, find_day_warnings, warnings_stage
 from minyi.tasks.rules.days import resolve_day
 from minyi.tasks.runtime import load_runtime
 from minyi.tasks.stages.ingest import IngestSummary
@@ -101,8 +101,11 @@ def daily_loop(business_date: date | None = None, as_of: datetime | None = None)
             checked = checking.result()
             # supervise comes after the follow-up stage: it opens orders from the answers that stage stored
             supervision = stage("supervise", supervise_stage, now)
-            reported = stage("report", report_stage, day, now)  # the summaries describe the stages above
-            warned = stage("warnings", warnings_stage, day, now)  # after the reports (SPEC §10)
+            # the warnings are looked for beside the reports (they read nothing the report stage writes, and on
+            # 2 cores its Python work leaves one free) and posted after them (SPEC §10)
+            with alongside(stage, "find-warnings", find_day_warnings, day, now) as finding:
+                reported = stage("report", report_stage, day, now)  # the summaries describe the stages above
+            warned = stage("warnings", warnings_stage, day, now, finding.result())
             return LoopSummary(
                 business_date=day,
                 as_of=now,

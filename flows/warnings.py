@@ -33,22 +33,32 @@ class WarningsSummary(BaseModel):
     delivery: Delivery | None = None
 
 
+def find_day_warnings(business_date: date, as_of: datetime) -> dict:
+    """The day's warnings (warnings.json) on a connection of its own: the daily loop looks for them while the
+    report stage runs (they read nothing it writes) and posts them after it (`warnings_stage`)."""
+    rt = load_runtime()
+    with rt.engine.connect() as conn:
+        return find_warnings(conn, business_date, as_of, rt.tz)
+
+
 @task(name="early-warnings", task_run_name="early-warnings-{business_date}", cache_policy=NO_CACHE)
-def early_warnings(business_date: date, as_of: datetime) -> tuple[dict, int, str]:
-    """Find the day's warnings, write warnings.json, enqueue their posts; returns (report, new posts, path)."""
+def early_warnings(business_date: date, as_of: datetime, found: dict | None = None) -> tuple[dict, int, str]:
+    """Find the day's warnings (unless `found`, what find_day_warnings returned), write warnings.json, enqueue
+    their posts; returns (report, new posts, path)."""
     rt = load_runtime()
     names, _ = unit_directory(rt.config)
     with rt.engine.begin() as conn:
-        report = find_warnings(conn, business_date, as_of, rt.tz)
+        report = found if found is not None else find_warnings(conn, business_date, as_of, rt.tz)
         posted = enqueue(conn, warning_messages(report, rt.config.center_channel, names), as_of)
     path = rt.reports_dir / business_date.isoformat() / "warnings.json"
     write_atomic(path, json.dumps(report, ensure_ascii=False, indent=2) + "\n")
     return report, posted, str(path)
 
 
-def warnings_stage(day: date, now: datetime) -> WarningsSummary:
-    """The warning steps, as tasks of whichever flow calls them (the daily loop, after the report stage)."""
-    report, posted, path = early_warnings(day, now)
+def warnings_stage(day: date, now: datetime, found: dict | None = None) -> WarningsSummary:
+    """The warning steps, as tasks of whichever flow calls them (the daily loop, after the report stage, with
+    the warnings it `found` beside that stage)."""
+    report, posted, path = early_warnings(day, now, found)
     delivery = deliver_outbox(now) if posted else None
     names, _ = unit_directory(load_runtime().config)
     create_table_artifact(

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlmodel import Session
 
+from minyi.flows.report import COUNT_PARTS
 from minyi.tasks.config import AssessmentConfig, TargetsConfig
 from minyi.tasks.stages.kpis import LINEAGE_METRICS, Period, compute_assessment, explain
 from minyi.tasks.stages.reports import LineageFile
@@ -27,9 +28,10 @@ from tests.support import TZ, Env, config_toml
 TARGETS = TargetsConfig()
 
 
-def assess_with_lineage(env: Env, path: Path, day: date = BUSINESS_DATE) -> dict:
+def assess_with_lineage(env: Env, path: Path, day: date = BUSINESS_DATE, parts: int = COUNT_PARTS) -> dict:
+    """As the build-reports task counts: the record grouping in COUNT_PARTS statements side by side."""
     with env.engine.connect() as conn, LineageFile(path) as sink:
-        return compute_assessment(conn, day, AS_OF, TZ, TARGETS, AssessmentConfig(min_responses=0), sink)
+        return compute_assessment(conn, day, AS_OF, TZ, TARGETS, AssessmentConfig(min_responses=0), sink, parts)
 
 
 def read_lineage(path: Path) -> list[dict[str, str]]:
@@ -169,6 +171,10 @@ def test_on_random_months_every_count_equals_its_number_of_lineage_rows(
     report = assess_with_lineage(env, path, day)
     lineage = read_lineage(path)
     counts_match_lineage(report, lineage)
+    # one statement or COUNT_PARTS side by side: the same counts and the same lineage rows
+    whole = tmp_path / "lineage-one-statement.csv"
+    assert assess_with_lineage(env, whole, day, parts=1) == report
+    assert sorted(map(str, read_lineage(whole))) == sorted(map(str, lineage))
     with env.engine.connect() as conn:
         for unit in report["units"][:2]:
             for metric in ("followups_sent", "responded_on_time"):

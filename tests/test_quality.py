@@ -256,7 +256,7 @@ def test_the_daily_loop_sends_no_sms_for_a_source_its_quality_stage_holds(env: E
     assert gates == {"police110": "held", "window": "pass"}
     assert (loop.followup.sms.sent, loop.followup.sms.held) == (20, 5)
     assert sorted(gw.delivered) == sorted(f"minyi:window:W-{i}" for i in range(100, 120))
-    assert list(loop.seconds) == ["ingest", "quality", "followup", "supervise", "report", "warnings"]
+    assert list(loop.seconds) == ["ingest", "quality", "followup", "supervise", "find-warnings", "report", "warnings"]
 
 
 def test_force_releases_a_held_gate_and_the_release_sticks_on_later_runs(env: Env) -> None:

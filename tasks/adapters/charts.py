@@ -48,6 +48,13 @@ def chinese_font() -> str:
     return font_manager.FontProperties(fname=path).get_name()
 
 
+def load_renderer() -> None:
+    """Import what rendering needs and register the font: ~1 s of CPU the first time in a process, which the
+    report task spends in a thread of its own while its counts statements run (docs/performance.md, session 5)."""
+
+    chinese_font()
+
+
 def unit_label(code: str, names: dict[str, str]) -> str:
     name = names.get(code)
     return f"{name}\n{code}" if name else f"{code}\n{UNKNOWN_UNIT}"

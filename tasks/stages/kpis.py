@@ -1,7 +1,8 @@
 """The assessment metrics of SPEC §7, the points score of §11 and the lineage of §12, month-to-date at `as_of`.
 
-Counts and lineage come from one statement per grouping (`counts_sql`): per
-unit and metric mask (the set of metrics a record counts in, each metric's
+Counts and lineage come from one statement per grouping (`counts_sql`; the
+report task reads the record grouping's in two ranges of record ids side by
+side, `unit_counts` `parts`): per unit and metric mask (the set of metrics a record counts in, each metric's
 condition from `BRANCHES`), the number of records and their references. A count
 is the sum over the masks holding its bit, and its lineage lines are those same
 groups' references, so a count and the records listed behind it cannot drift
@@ -32,8 +33,13 @@ Decisions SPEC §7 leaves open (docs/reports.md restates them):
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import queue
 import re
+import threading
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import date, datetime
 from fractions import Fraction
@@ -274,16 +280,21 @@ def assessment(
 _BASE_SQL = """
 SELECT {unit} AS unit_code, r.id AS record_pk, r.source, r.record_id, f.sms_status, f.satisfaction,
        o.id AS order_id, o.responded_at, o.response_due, o.closed_at, o.completion_due, o.resolution
-FROM records r
-{join} followups f ON f.record_pk = r.id
-{join} orders o ON o.followup_id = f.id
-WHERE r.business_date >= :start AND r.business_date <= :end
+FROM {tables}
+WHERE r.business_date >= :start AND r.business_date <= :end{ids}
 """
 _HOLDER = (
     "COALESCE((SELECT ev.to_unit FROM order_events ev WHERE ev.order_id = o.id AND ev.stage = 'reassign' "
     "AND ev.at <= :as_of ORDER BY ev.at DESC, ev.id DESC LIMIT 1), r.unit_code)"
 )
-GROUPS: dict[str, tuple[str, str]] = {"record": ("r.unit_code", "LEFT JOIN"), "order": (_HOLDER, "JOIN")}
+# the order base names the orders first: with `join` "CROSS JOIN", SQLite reads it in that order (by_orders)
+GROUPS: dict[str, tuple[str, str]] = {
+    "record": (
+        "r.unit_code",
+        "records r LEFT JOIN followups f ON f.record_pk = r.id LEFT JOIN orders o ON o.followup_id = f.id",
+    ),
+    "order": (_HOLDER, "orders o {join} followups f ON f.id = o.followup_id {join} records r ON r.id = f.record_pk"),
+}
 # An answer behind an appeal upheld by as_of (closed(excluded), SPEC §5) counts in records, followups_sent and
 # `excluded` only: in no response, answer or order metric.
 _EXCLUDED = "(resolution = 'excluded' AND closed_at <= :as_of)"
@@ -321,18 +332,19 @@ FROM (
   SELECT CASE WHEN ev.stage = 'reassign' THEN ev.to_unit ELSE COALESCE(ev.unit_code, o.unit_code) END AS unit_code,
          ev.stage, ev.backdated
   FROM order_events ev
-  JOIN orders o ON o.id = ev.order_id
-  JOIN followups f ON f.id = o.followup_id
-  JOIN records r ON r.id = f.record_pk
+  {join} orders o ON o.id = ev.order_id
+  {join} followups f ON f.id = o.followup_id
+  {join} records r ON r.id = f.record_pk
   WHERE r.business_date >= :start AND r.business_date <= :end AND ev.at <= :as_of
 ) events
 GROUP BY unit_code
 """
 
 
-def _base(group: str) -> str:
-    unit, join = GROUPS[group]
-    return _BASE_SQL.format(unit=unit, join=join)
+def _base(group: str, join: str = "JOIN", ids: str = "") -> str:
+    """`group`'s base; `ids` a further condition on the record's id (`_id_ranges`)."""
+    unit, tables = GROUPS[group]
+    return _BASE_SQL.format(unit=unit, tables=tables.format(join=join), ids=ids)
 
 
 def lineage_sql(metrics: tuple[str, ...] = LINEAGE_METRICS, unit: bool = False) -> str:
@@ -353,15 +365,17 @@ def group_metrics(group: str) -> tuple[str, ...]:
     return tuple(m for m, (g, _) in BRANCHES.items() if g == group)
 
 
-def _rows_sql(group: str) -> str:
+def _rows_sql(group: str, join: str = "JOIN", ids: str = "") -> str:
     """One row per row of `group`'s base: unit_code, the bit mask of the metrics of `group` whose condition
     (BRANCHES) the record meets (bit i: the i-th of `group_metrics(group)`), and its raw `source,record_id`."""
     metrics = group_metrics(group)
     mask = " + ".join(f"(CASE WHEN {BRANCHES[m][1]} THEN {1 << i} ELSE 0 END)" for i, m in enumerate(metrics))
-    return f"SELECT b.unit_code, {mask} AS mask, b.source || ',' || b.record_id AS ref FROM ({_base(group)}) b"
+    return (
+        f"SELECT b.unit_code, {mask} AS mask, b.source || ',' || b.record_id AS ref FROM ({_base(group, join, ids)}) b"
+    )
 
 
-def counts_sql(dialect: str, group: str) -> str:
+def counts_sql(dialect: str, group: str, join: str = "JOIN", ids: str = "") -> str:
     """What every count of `group` is counted from and its lineage.csv lines are written from, in one pass.
 
     Per unit_code and metric mask (the set of metrics of `group` a record counts in), in unit_code order (code
@@ -369,6 +383,10 @@ def counts_sql(dialect: str, group: str) -> str:
     `source,record_id` references joined by newlines (raw: the cells are made formula-safe and CSV-quoted
     when written, `_lineage_lines`). A metric's count is the sum of `n` over the masks with its bit, and its
     lineage is the references of those same groups, so the two cannot drift.
+
+    `join` "CROSS JOIN" makes SQLite read the order base from the orders (`_driving_join`); `ids` keeps only
+    the records of one id range (`_id_ranges`): unit_counts runs the ranges side by side, and a record is in
+    exactly one of them, so the parts' groups together are the whole statement's.
 
     Why group by (unit, mask) rather than by unit with a conditional count and a conditional group_concat /
     string_agg per metric (issue 16's first version): SQLite has no hash aggregate, so either GROUP BY sorts
@@ -380,7 +398,7 @@ def counts_sql(dialect: str, group: str) -> str:
     else:
         agg, unit = "group_concat(ref, char(10))", "unit_code"
     return (
-        f"SELECT unit_code, mask, COUNT(*) AS n, {agg} AS refs\nFROM ({_rows_sql(group)}) t\n"
+        f"SELECT unit_code, mask, COUNT(*) AS n, {agg} AS refs\nFROM ({_rows_sql(group, join, ids)}) t\n"
         f"GROUP BY unit_code, mask ORDER BY {unit}, mask"
     )
 
@@ -389,13 +407,54 @@ def _params(conn: Connection, period: Period, as_of: datetime, **extra: Any) -> 
     return {"start": period.start, "end": period.end, "as_of": instant_param(conn.dialect.name, as_of), **extra}
 
 
+def _driving_join(conn: Connection, table: str, params: dict[str, Any]) -> str:
+    """How to join a statement that starts from `table` (the orders, their events) to the period's records.
+
+    On SQLite (no statistics, docs/performance.md) "CROSS JOIN" when the period holds at least as many records
+    as `table` has rows: it then reads `table` in full and looks each row's follow-up and record up by key, where
+    "JOIN" lets the planner start from the period's records (their business_date index) and look each one's
+    follow-up and order up, a full pass over the period for the orders of the loop's day, which has none yet.
+    Counting the period stops at `table`'s size, so the choice costs at most the cheaper plan's index scan.
+    PostgreSQL plans the join with its statistics: "JOIN".
+    """
+    if conn.dialect.name != "sqlite":
+        return "JOIN"
+    n = conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
+    held = conn.execute(text(_PERIOD_HOLDS_SQL), params | {"n": n}).scalar_one()
+    return "CROSS JOIN" if held >= n else "JOIN"
+
+
+def _id_ranges(conn: Connection, params: dict[str, Any], parts: int) -> list[tuple[str, dict[str, int]]]:
+    """`parts` consecutive ranges of record ids that together hold every record of the period: (the condition
+    on r.id, its parameters) each, the first open below and the last open above (a record stored while the
+    statements start is in one of them). Consecutive, not interleaved: each statement then reads its own pages
+    of the records and follow-ups (`id % 2` had both read every page, ~1.5× the whole statement's CPU at 1M).
+    The ranges split the span of the period's ids evenly: as even in records as the ids are dense."""
+    if parts == 1:
+        return [("", {})]
+    lo, hi = conn.execute(text(_PERIOD_IDS_SQL), params).one()
+    if lo is None:
+        return [("", {})]
+    step = (hi - lo) // parts + 1
+    cuts = [lo + k * step for k in range(1, parts)]
+    ranges = [(" AND r.id < :hi", {"hi": cuts[0]})]
+    ranges += [(" AND r.id >= :lo AND r.id < :hi", {"lo": a, "hi": b}) for a, b in itertools.pairwise(cuts)]
+    return [*ranges, (" AND r.id >= :lo", {"lo": cuts[-1]})]
+
+
+_PERIOD_IDS_SQL = "SELECT MIN(id), MAX(id) FROM records WHERE business_date >= :start AND business_date <= :end"
+_PERIOD_HOLDS_SQL = (
+    "SELECT COUNT(*) FROM (SELECT 1 FROM records WHERE business_date >= :start AND business_date <= :end LIMIT :n) t"
+)
+# the report transaction's sort and hash budget on PostgreSQL, per sort (unit_counts)
+PG_WORK_MEM = "64MB"
 # (unit_code, metric, lines, n): the n lineage.csv lines (`unit_code,metric,source,record_id`, CSV-quoted and
 # formula-safe, joined by newlines) of the records behind one count.
 LineageSink = Callable[[str, str, str, int], None]
 
 
 def unit_counts(
-    conn: Connection, period: Period, as_of: datetime, lineage: LineageSink | None = None
+    conn: Connection, period: Period, as_of: datetime, lineage: LineageSink | None = None, parts: int = 1
 ) -> dict[str, Counts]:
     """Counts per unit_code for every unit with records in the period (known to the config or not), and every
     unit holding, or having acted on, one of the period's orders (SPEC §5).
@@ -403,41 +462,61 @@ def unit_counts(
     With `lineage`, the records behind each count of LINEAGE_METRICS go to it as they are counted, a unit at
     a time in unit_code order and each unit's metrics in LINEAGE_METRICS order (docs/reports.md): the counts
     returned and the lineage written are one reading of the store, the groups of `counts_sql`.
+
+    With `parts` > 1 the record grouping is `parts` statements over disjoint ranges of record ids, read side
+    by side on connections of their own (not `conn`, so the store must hold what is counted committed): a
+    2-core machine sorts and aggregates the period's halves at once (docs/performance.md, session 5).
+    Each statement reads its own snapshot of the store; a count and its lineage lines always come from the
+    same groups.
     """
     params = _params(conn, period, as_of)
-    if conn.dialect.name == "postgresql":
-        # JIT compiling the masks cost ~1 s of a ~5 s statement at 1M and gained nothing: off for this
-        # transaction only (SET LOCAL ends with it)
-        conn.execute(text("SET LOCAL jit = off"))
-    # the order grouping (one group per unit and mask of the period's orders) is read first and kept; the
-    # record grouping's groups are read a unit at a time, and each unit is handed over whole
-    held: dict[str, list[Group]] = {}
-    for code, groups in _unit_groups(conn, "order", params):
-        held[code] = groups
-    per_unit: dict[str, Counts] = {}
+    with ExitStack() as stack:
+        # several parts each read on a connection of their own: `conn` stays this thread's
+        conns = [conn] if parts == 1 else [stack.enter_context(conn.engine.connect()) for _ in range(parts)]
+        for c in {conn, *conns}:
+            if c.dialect.name == "postgresql":
+                # for this transaction only (SET LOCAL ends with it): JIT compiling the masks cost ~1 s of a ~5 s
+                # statement at 1M and gained nothing; with the default 4 MB the sort of the loop's day spilled to
+                # disk (~56 MB of temporary files at 1M, docs/performance.md session 5)
+                c.execute(text("SET LOCAL jit = off"))
+                c.execute(text(f"SET LOCAL work_mem = '{PG_WORK_MEM}'"))
+        # the order grouping (one group per unit and mask of the period's orders) is read first and kept; the
+        # record grouping's groups are read a unit at a time (the parts' merged), and each unit is handed over whole
+        held: dict[str, list[Group]] = dict(
+            _by_unit(_rows(conn, "order", _driving_join(conn, "orders", params), "", params))
+        )
+        ranges = _id_ranges(conn, params, parts)  # fewer than parts when the period is empty
+        record_rows = _side_by_side(
+            stack,
+            [(c, "record", "JOIN", ids, params | bounds) for c, (ids, bounds) in zip(conns, ranges, strict=False)],
+        )
+        per_unit: dict[str, Counts] = {}
 
-    def finish(code: str, groups: list[Group]) -> None:
-        per_unit[code] = counts = dict.fromkeys(COUNTS, 0)
-        parts: dict[str, list[Group]] = {}
-        for g in groups:
-            for i, m in enumerate(group_metrics(g.group)):
-                if g.mask >> i & 1:
-                    counts[m] += g.n
-                    parts.setdefault(m, []).append(g)
-        if lineage is not None:
-            prefix = _csv_text(code) + ","
-            for m in LINEAGE_METRICS:
-                if m in parts:
-                    lines = "\n".join(_lineage_lines(conn, params, code, g, f"{prefix}{m},") for g in parts[m])
-                    lineage(code, m, lines, counts[m])
+        def finish(code: str, groups: list[Group]) -> None:
+            per_unit[code] = counts = dict.fromkeys(COUNTS, 0)
+            metric_groups: dict[str, list[Group]] = {}
+            for g in groups:
+                for i, m in enumerate(group_metrics(g.group)):
+                    if g.mask >> i & 1:
+                        counts[m] += g.n
+                        metric_groups.setdefault(m, []).append(g)
+            if lineage is not None:
+                prefix = _csv_text(code) + ","
+                for m in LINEAGE_METRICS:
+                    if m in metric_groups:
+                        lines = "\n".join(_lineage_lines(conn, code, g, f"{prefix}{m},") for g in metric_groups[m])
+                        lineage(code, m, lines, counts[m])
 
-    for code, groups in _unit_groups(conn, "record", params):
-        for other in sorted(u for u in held if u < code):  # units with orders but no record: in their place
+        merged = heapq.merge(*(_by_unit(rows) for rows in record_rows), key=lambda unit: unit[0])
+        for code, same in itertools.groupby(merged, key=lambda unit: unit[0]):
+            groups = [g for _, unit_groups in same for g in unit_groups]
+            for other in sorted(u for u in held if u < code):  # units with orders but no record: in their place
+                finish(other, held.pop(other))
+            finish(code, groups + held.pop(code, []))
+        for other in sorted(held):
             finish(other, held.pop(other))
-        finish(code, groups + held.pop(code, []))
-    for other in sorted(held):
-        finish(other, held.pop(other))
-    for row in conn.execute(text(_LIFECYCLE_SQL), params | {"t": True}).mappings():
+    lifecycle = _LIFECYCLE_SQL.format(join=_driving_join(conn, "order_events", params))
+    for row in conn.execute(text(lifecycle), params | {"t": True}).mappings():
         counts = per_unit.setdefault(row["unit_code"], dict.fromkeys(COUNTS, 0))
         counts.update({k: int(v or 0) for k, v in row.items() if k != "unit_code"})
     return dict(sorted(per_unit.items()))
@@ -451,23 +530,75 @@ class Group:
     mask: int
     n: int
     refs: str  # their `source,record_id`, joined by newlines
+    rows_sql: str  # the _rows_sql they were grouped from, with
+    params: dict[str, Any]  # its parameters
 
 
-def _unit_groups(conn: Connection, group: str, params: dict[str, Any]) -> Iterator[tuple[str, list[Group]]]:
-    """(unit_code, its groups) for each unit of `group`, in unit_code order; one unit's texts held at a time."""
-    sql = text(counts_sql(conn.dialect.name, group))
+def _by_unit(rows: Iterator[tuple[str, Group]]) -> Iterator[tuple[str, list[Group]]]:
+    """(unit_code, its groups) for each unit of one statement's rows, in their (unit_code) order; one unit's
+    texts held at a time."""
+    for code, same in itertools.groupby(rows, key=lambda row: row[0]):
+        yield code, [g for _, g in same]
+
+
+Statement = tuple[Connection, str, str, str, dict[str, Any]]  # (connection, group, join, ids, params)
+
+
+def _rows(conn: Connection, group: str, join: str, ids: str, params: dict[str, Any]) -> Iterator[tuple[str, Group]]:
+    """(unit_code, group) for each row of one counts_sql statement, in its order."""
+    sql = text(counts_sql(conn.dialect.name, group, join, ids))
+    rows_sql = _rows_sql(group, join, ids)
     # streamed: on PostgreSQL a server-side cursor, so the texts of every unit are never in memory at once
-    rows = conn.execution_options(stream_results=True, max_row_buffer=16).execute(sql, params)
-    code: str | None = None
-    groups: list[Group] = []
-    for unit, mask, n, refs in rows:
-        if unit != code:
-            if code is not None:
-                yield code, groups
-            code, groups = unit, []
-        groups.append(Group(group, int(mask), int(n), refs))
-    if code is not None:
-        yield code, groups
+    for unit, mask, n, refs in conn.execution_options(stream_results=True, max_row_buffer=16).execute(sql, params):
+        yield unit, Group(group, int(mask), int(n), refs, rows_sql, params)
+
+
+_DONE = object()
+
+
+def _side_by_side(stack: ExitStack, statements: list[Statement]) -> list[Iterator[tuple[str, Group]]]:
+    """The rows of each statement (`_rows`); several are each read by a thread of their own (each on a connection
+    of its own) into a short queue, so that their sorts and their text aggregates run at once: both databases do
+    that work without the GIL (SQLite computes a group's group_concat as its row is fetched, ~1 s of the
+    loop's day). The threads stop and are joined when `stack` closes, read to the end or not."""
+    if len(statements) == 1:
+        return [_rows(*statements[0])]
+    stop = threading.Event()
+    queues: list[queue.Queue[Any]] = [queue.Queue(maxsize=4) for _ in statements]
+
+    def put(q: queue.Queue[Any], item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read(statement: Statement, q: queue.Queue[Any]) -> None:
+        try:
+            for row in _rows(*statement):
+                if not put(q, row):
+                    return
+            put(q, _DONE)
+        except BaseException as error:  # handed to the reading thread, raised there
+            put(q, error)
+
+    def drain(q: queue.Queue[Any]) -> Iterator[tuple[str, Group]]:
+        while (item := q.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    threads = [
+        threading.Thread(target=read, args=(s, q), name=f"counts-{k}", daemon=True)
+        for k, (s, q) in enumerate(zip(statements, queues, strict=True))
+    ]
+    stack.callback(lambda: [t.join() for t in threads])  # after the stop below: callbacks run last in, first out
+    stack.callback(stop.set)
+    for t in threads:
+        t.start()
+    return [drain(q) for q in queues]
 
 
 # a record id needs care in a CSV cell when it starts like a formula (after the `source,` of its ref) or holds
@@ -475,7 +606,7 @@ def _unit_groups(conn: Connection, group: str, params: dict[str, Any]) -> Iterat
 _FORMULA_AFTER_SOURCE = re.compile(r",[-=+@\t\r]")
 
 
-def _lineage_lines(conn: Connection, params: dict[str, Any], unit_code: str, g: Group, head: str) -> str:
+def _lineage_lines(conn: Connection, unit_code: str, g: Group, head: str) -> str:
     """The lineage.csv lines `{head}{source},{record_id}` of the records of `g`, each record id formula-safe and
     CSV-quoted as tasks.csvsafe and csv.writer make it (tests/test_lineage.py holds the two to the same cells).
 
@@ -490,8 +621,8 @@ def _lineage_lines(conn: Connection, params: dict[str, Any], unit_code: str, g: 
             return head + refs.replace("\n", "\n" + head)
         each = refs.split("\n")
     else:
-        sql = f"SELECT ref FROM ({_rows_sql(g.group)}) t WHERE unit_code = :unit AND mask = :mask"
-        each = list(conn.execute(text(sql), params | {"unit": unit_code, "mask": g.mask}).scalars())
+        sql = f"SELECT ref FROM ({g.rows_sql}) t WHERE unit_code = :unit AND mask = :mask"
+        each = list(conn.execute(text(sql), g.params | {"unit": unit_code, "mask": g.mask}).scalars())
     lines = []
     for ref in each:
         source, record_id = ref.split(",", 1)
@@ -515,9 +646,11 @@ def compute_assessment(
     targets: TargetsConfig,
     cfg: AssessmentConfig | None = None,
     lineage: LineageSink | None = None,
+    parts: int = 1,
 ) -> dict[str, Any]:
-    """assessment.json for business_date's month to date, evaluated at as_of (and its lineage, to `lineage`)."""
-    counts = unit_counts(conn, Period.month_to_date(business_date), as_of, lineage)
+    """assessment.json for business_date's month to date, evaluated at as_of (and its lineage, to `lineage`);
+    `parts` as unit_counts has it."""
+    counts = unit_counts(conn, Period.month_to_date(business_date), as_of, lineage, parts)
     return assessment(business_date, as_of, tz, targets, counts, cfg)
 
 
