@@ -109,7 +109,7 @@ def citizens_reply(engine: Engine, gateway: SmsGateway, day: date, as_of: dateti
         rows = conn.execute(
             text(
                 "SELECT message_id, phone_norm FROM followups WHERE business_date = :d AND sms_status = 'sent' "
-                "ORDER BY id"
+                "ORDER BY message_id"  # not id: the planner numbers follow-ups in its plan's order
             ),
             {"d": day},
         ).all()
