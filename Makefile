@@ -41,7 +41,8 @@ test: install
 
 # The fault suite in full: every seed of the kill tests (marker `faults`), the upstream and store faults,
 # the bad-input corpus with 10x the examples, then the long end-to-end variants marked `faults` elsewhere
-# (the lifecycle through the CLI on SQLite); `make test` runs the reduced form (no marker).
+# (tests.support.PG_IN_TEST: the long end-to-end tests' SQLite runs, e.g. the lifecycle through the CLI; the
+# files delivery's whole loop); `make test` runs the reduced form (no marker).
 faults: install
 	MINYI_FAULTS_FULL=1 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/test_faults.py tests/test_bad_input.py
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m faults --ignore=tests/test_faults.py --ignore=tests/test_bad_input.py tests

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -128,3 +129,10 @@ def make_record(n: int, day: date, **over: Any) -> dict[str, Any]:
         else:
             row[k] = v
     return row
+
+
+# A store test that `make test` runs on PostgreSQL only and `make faults` on SQLite too: a long end-to-end test
+# whose SQLite run repeats what its PostgreSQL run proves (the suite's time; the Makefile's `faults` target)
+PG_IN_TEST = pytest.mark.parametrize(
+    "store_url", [pytest.param("sqlite", marks=pytest.mark.faults), "postgres"], indirect=True
+)

@@ -33,7 +33,7 @@ from minyi.deployments.registry import SPECS, render_prefect_yaml, spec
 from minyi.sim.sms_gateway import SmsGateway
 from minyi.sim.source_server import SourceServer, StaticFeed
 from tests.conftest import PG_ADMIN_URL
-from tests.support import Env, at, config_toml, make_record
+from tests.support import PG_IN_TEST, Env, at, config_toml, make_record
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -152,6 +152,7 @@ def test_the_lease_of_one_business_date_does_not_hold_up_another_or_outlive_its_
         pass
 
 
+@PG_IN_TEST
 def test_backfill_reruns_each_date_in_order_at_one_as_of_and_old_dates_send_no_sms(
     env: Env, source: tuple[SourceServer, StaticFeed], gateway: SmsGateway, prefect_harness: None
 ) -> None:

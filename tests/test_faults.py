@@ -22,7 +22,7 @@ from minyi.sim.city import SOURCES
 from minyi.sim.sms_gateway import GatewayFault
 from minyi.sim.source_server import Fault
 from tests.faults_support import DAY, FIGURES, SLACK_TOKEN, World, morning
-from tests.support import Env
+from tests.support import PG_IN_TEST, Env
 
 FULL = os.environ.get("MINYI_FAULTS_FULL") == "1"  # `make faults`
 SQLITE = pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
@@ -179,7 +179,7 @@ def source_faults(world: World, rng: random.Random) -> None:
     FIGURES["fault_kinds"].add("source:record_changed_between_pages")
 
 
-@REDUCED_BACKENDS
+@PG_IN_TEST
 def test_sources_that_stall_drop_truncate_mislabel_or_send_huge_pages_lose_no_row(world: World) -> None:
     source_faults(world, random.Random(0))
     first = loop()
@@ -193,7 +193,7 @@ def test_sources_that_stall_drop_truncate_mislabel_or_send_huge_pages_lose_no_ro
     assert result["lost"] == result["duplicates"] == 0
 
 
-@REDUCED_BACKENDS
+@PG_IN_TEST
 def test_a_gateway_and_slack_that_refuse_time_out_or_are_down_for_a_whole_run_deliver_everything_once_later(
     world: World,
 ) -> None:

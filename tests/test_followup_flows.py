@@ -14,7 +14,7 @@ import pytest
 
 from minyi.sim.sms_gateway import SmsGateway
 from minyi.tasks.stages.sms import IN_FLIGHT
-from tests.support import Env, at, make_record
+from tests.support import PG_IN_TEST, Env, at, make_record
 from tests.test_followups import DAY, add_records, configure, plan, rid
 
 
@@ -41,6 +41,7 @@ def test_the_followup_stage_reads_overnight_opt_outs_before_planning_and_sends_t
     assert make_record(0, DAY)["phone"] not in {d.to for d in gateway.delivered.values()}
 
 
+@PG_IN_TEST
 def test_a_sweep_killed_while_the_gateway_holds_its_answer_then_re_run_delivers_each_message_once(
     env: Env, gateway: SmsGateway, prefect_harness: None
 ) -> None:

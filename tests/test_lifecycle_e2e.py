@@ -19,7 +19,7 @@ from datetime import timedelta
 import pytest
 
 from tests.faults_support import DAY, SLACK_TOKEN, World, morning
-from tests.support import Env
+from tests.support import PG_IN_TEST, Env
 
 
 @pytest.fixture
@@ -42,7 +42,7 @@ def order_cli(w: World, *args: str) -> subprocess.CompletedProcess[str]:
 
 # On PostgreSQL, the production store, in `make test`; the SQLite run (a dozen processes, ~50 s) is part of
 # `make faults`, the long suite. The lifecycle's SQL runs on both in tests/test_order_lifecycle.py.
-@pytest.mark.parametrize("store_url", [pytest.param("sqlite", marks=pytest.mark.faults), "postgres"], indirect=True)
+@PG_IN_TEST
 def test_the_lifecycle_through_the_cli_the_gateway_and_slack(world: World, env: Env) -> None:
     w, t0 = world, morning(DAY)  # Tue 24 Nov 09:05
     iso = lambda minutes: (t0 + timedelta(minutes=minutes)).isoformat()  # noqa: E731

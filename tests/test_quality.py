@@ -27,7 +27,7 @@ from minyi.tasks.stages.quality import (
     validate_day,
 )
 from minyi.tasks.store.records import store_page
-from tests.support import TZ, Env, at, config_toml
+from tests.support import PG_IN_TEST, TZ, Env, at, config_toml
 
 DAY = date(2026, 11, 21)
 AS_OF = at("2026-11-22 09:00")
@@ -458,6 +458,7 @@ def test_quarantined_rows_alert_the_centre_once_and_no_output_shows_a_phone_or_n
     assert not [o for o in outputs if "13812345678" in o or "李四" in o]
 
 
+@PG_IN_TEST
 def test_the_quality_flow_writes_its_artifact_and_cli_releases_a_gate(env: Env, prefect_harness: None) -> None:
     import subprocess
     import sys

@@ -33,7 +33,7 @@ from minyi.tasks.adapters.bounds import (
     check_reply,
     read_capped,
 )
-from tests.support import Env, at, make_record
+from tests.support import PG_IN_TEST, Env, at, make_record
 from tests.test_followups import DAY, MORNING, add_records, configure, flush, plan, replies
 
 AS_OF = at("2026-11-22 12:00")
@@ -259,6 +259,7 @@ def _run(env: Env, *args: str, api_url: str | None = None, **popen: Any) -> Any:
     return subprocess.run(cmd, env=cli_env, capture_output=True, text=True, timeout=300)
 
 
+@PG_IN_TEST
 def test_a_killed_daily_loop_whose_prefect_server_died_with_it_runs_again_on_another_once_its_lease_expires(
     env: Env, gateway: SmsGateway, prefect_harness: None
 ) -> None:
