@@ -107,7 +107,8 @@ verdicts AS (
 ),
 decided AS (
     SELECT v.*, v.verdict AS outcome FROM verdicts v
-    WHERE NOT (v.verdict = 'sms' AND v.phone_norm IN (SELECT phone_norm FROM crowded))
+    LEFT JOIN crowded c ON c.phone_norm = v.phone_norm AND v.verdict = 'sms'
+    WHERE c.phone_norm IS NULL
     UNION ALL
     SELECT v.*,
         CASE WHEN ROW_NUMBER() OVER (PARTITION BY v.phone_norm ORDER BY v.handled_at DESC, v.record_id, v.source)
