@@ -107,8 +107,7 @@ verdicts AS (
 ),
 decided AS (
     SELECT v.*, v.verdict AS outcome FROM verdicts v
-    LEFT JOIN crowded c ON c.phone_norm = v.phone_norm AND v.verdict = 'sms'
-    WHERE c.phone_norm IS NULL
+    {uncrowded}
     UNION ALL
     SELECT v.*,
         CASE WHEN ROW_NUMBER() OVER (PARTITION BY v.phone_norm ORDER BY v.handled_at DESC, v.record_id, v.source)
@@ -129,6 +128,16 @@ FROM decided d
 WHERE 1 = 1
 ON CONFLICT (record_pk) DO NOTHING
 """
+
+# The same rule, "not an SMS to a crowded phone", joined the way each database plans well at 1M (not a
+# second rule: the eligibility tests run the one statement on both). PostgreSQL: an anti-join; with the records
+# analysed it estimates ~600k crowded phones and ran `NOT (… IN (SELECT …))` as a plain subplan scanning the
+# CTE once per record (4+ minutes at 1M, docs/performance.md session 6). SQLite: `IN` builds one ephemeral
+# index on the list, where the join scanned the materialised CTE once per record.
+_UNCROWDED = {
+    "postgresql": "LEFT JOIN crowded c ON c.phone_norm = v.phone_norm AND v.verdict = 'sms' WHERE c.phone_norm IS NULL",
+    "sqlite": "WHERE NOT (v.verdict = 'sms' AND v.phone_norm IN (SELECT phone_norm FROM crowded))",
+}
 
 
 def plan_followups(conn: Connection, business_date: date, as_of: datetime, cfg: MinyiConfig) -> PlanSummary:
@@ -161,7 +170,7 @@ def _sqlite_page_cache(conn: Connection, kib: int) -> Iterator[None]:
 
 def _plan(conn: Connection, business_date: date, as_of: datetime, cfg: MinyiConfig) -> int:
     return conn.execute(
-        text(_PLAN),
+        text(_PLAN.format(uncrowded=_UNCROWDED[conn.dialect.name])),
         {
             "day": business_date,
             "now": instant_param(conn.dialect.name, as_of),
