@@ -421,6 +421,36 @@ def test_a_traceback_logged_with_exc_info_reaches_no_handler_with_a_number_in_it
     assert "13812345678" not in out and "88887777" not in out
 
 
+def test_the_state_message_prefect_stores_for_a_failed_task_and_flow_has_no_number_in_it(
+    prefect_harness: None,
+) -> None:
+    """Prefect builds a failed run's state message from the exception's text; the API must get it masked."""
+    from prefect import flow, task
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    import minyi.flows  # noqa: F401 (importing the flows installs the masking, as a deployment's process does)
+
+    @task(name="raises-on-a-row")
+    def bad_row() -> None:
+        raise ValueError("bad row for 13812345678 at 0532-88887777")
+
+    @flow(name="state-masking-check")
+    def check() -> None:
+        bad_row()
+
+    state = check(return_state=True)
+    assert state.is_failed()
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(state.state_details.flow_run_id)
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+    messages = [run.state.message] + [t.state.message for t in tasks]
+    assert len(messages) == 2 and all("ValueError" in m for m in messages), messages
+    for message in messages:
+        assert "138****5678" in message and "053*****7777" in message, message
+        assert "13812345678" not in message and "88887777" not in message, message
+
+
 # --- what Prefect keeps (SPEC §14) ------------------------------------------------------------------
 
 
