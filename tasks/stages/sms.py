@@ -125,7 +125,7 @@ _CLAIMABLE_BATCH = (
 )
 _CLAIM_LOCK = {"postgresql": "SELECT pg_advisory_xact_lock(4740001)", "sqlite": None}  # any fixed key: "sms claims"
 _CLAIM_INSERT = "INSERT INTO sms_claims (owner, first_id, last_id, expires_at) VALUES ({p}, {p}, {p}, {p}) RETURNING id"
-# Batches on the wire at once: while the gateway handles one, the next is read and composed.
+# Batches on the wire at once: while the gateway handles one, the next is stored, claimed and composed.
 IN_FLIGHT = 2
 
 
@@ -152,6 +152,8 @@ class MessageTexts:
         return composed
 
 
+# One batch's answers: (claim id, ids sent, [(error, id)] rejected, every message answered).
+_Answers = tuple[int, list[int], list[tuple[str, int]], bool]
 # The answers' statements, raw DBAPI like the claim: SQLAlchemy's expanding IN of 500 ids and its execution
 # context cost more Python than SQLite's own work on the rows (~2.5 ms a batch alone), in the thread that
 # shares the GIL with the senders.
@@ -172,25 +174,18 @@ _PURGE = text("DELETE FROM sms_claims WHERE expires_at < :now")
 _RENEW = text("UPDATE sms_claims SET expires_at = :until WHERE owner = :owner AND expires_at >= :now")
 
 
-def _store_answers(
-    engine: Engine, now: Any, claim: int, sent_ids: list[int], rejected: list[tuple[str, int]], settled: bool
-) -> None:
+def _store_answers(cur: Any, dialect: str, now: Any, answers: _Answers) -> None:
     """One batch's answers (rejected: (error, follow-up id)), and its claim dropped when every message was answered."""
-    sqlite = engine.dialect.name == "sqlite"
-    p = "?" if sqlite else "%s"
-    with raw_transaction(engine) as dbapi:
-        cur = dbapi.cursor()
-        try:
-            if sent_ids and sqlite:  # one statement per batch: the common case costs one round trip
-                cur.execute(_MARK_SENT["sqlite"].format(ids=",".join("?" * len(sent_ids))), (now, *sent_ids))
-            elif sent_ids:
-                cur.execute(_MARK_SENT["postgresql"], (now, sent_ids))
-            if rejected:
-                cur.executemany(_MARK_REJECTED.format(p=p), rejected)
-            if settled:
-                cur.execute(_SETTLED.format(p=p), (claim,))
-        finally:
-            cur.close()
+    claim, sent_ids, rejected, settled = answers
+    p = "?" if dialect == "sqlite" else "%s"
+    if sent_ids and dialect == "sqlite":  # one statement per batch: the common case costs one round trip
+        cur.execute(_MARK_SENT["sqlite"].format(ids=",".join("?" * len(sent_ids))), (now, *sent_ids))
+    elif sent_ids:
+        cur.execute(_MARK_SENT["postgresql"], (now, sent_ids))
+    if rejected:
+        cur.executemany(_MARK_REJECTED.format(p=p), rejected)
+    if settled:
+        cur.execute(_SETTLED.format(p=p), (claim,))
 
 
 def flush_outbox(engine: Engine, cfg: MinyiConfig, client: SmsGateway, as_of: datetime, log: Any = log) -> FlushSummary:
@@ -219,16 +214,20 @@ class _Relay:
     """One pass over the queued messages: claim and read, compose, send and store, overlapped.
 
     Why overlapped: the gateway is another process. While it handles batch k, batch
-    k+1 is claimed, read and composed and sent on a second connection (at most
-    IN_FLIGHT on the wire), and batch k-1's answers are stored by a writer thread (at
-    most one store in flight). Batches are disjoint (each is claimed by this run before
-    it is read, as an id range in sms_claims), so their order does not matter, and
-    another run at the same time claims other rows. A batch's claim goes with its
-    answers; every send and store has finished (or raised) before `run` returns, and
-    claims this run could not settle (a gateway error, a partial answer) are released
-    then. A run killed in between leaves at most IN_FLIGHT + 1 claimed batches that the
-    gateway may already have: after `claim_seconds` the next run sends them again with
-    the same message ids, and the gateway answers `duplicate` (counted as sent).
+    k+1 is claimed, read, composed and sent on a second connection (at most
+    IN_FLIGHT on the wire). Why one transaction for the database's part of a step
+    (the answers of the batch just answered, then the next claims): SQLite has one
+    writer, and a claim and a store on two connections waited for each other in
+    SQLite's busy handler (it sleeps 1, 2, 5… ms): at 1M messages the store took
+    ~5 ms a batch beside the claims, ~1 ms alone (docs/performance.md, session 7).
+    Batches are disjoint (each is claimed by this run before it is read, as an id
+    range in sms_claims), so their order does not matter, and another run at the same
+    time claims other rows. A batch's claim goes with its answers; every send and
+    store has finished (or raised) before `run` returns, and claims this run could not
+    settle (a gateway error, a partial answer) are released then. A run killed in
+    between leaves at most IN_FLIGHT + 1 claimed batches that the gateway may already
+    have: after `claim_seconds` the next run sends them again with the same message
+    ids, and the gateway answers `duplicate` (counted as sent).
     """
 
     claim_seconds: float = 300.0
@@ -247,24 +246,31 @@ class _Relay:
         """Claims expire on the wall clock: they are about a process being alive, not about as_of."""
         return instant_param(self.dialect, datetime.now(UTC) + timedelta(seconds=ahead))
 
-    def _read(self) -> tuple[int, list[tuple[Any, ...]]]:
-        """Claim the next batch and read what its messages need: (claim id, rows); rows [] when nothing is left."""
+    def _step(self, answers: _Answers | None, want: int) -> list[tuple[int, list[tuple[Any, ...]]]]:
+        """Store one batch's answers, then claim up to `want` batches, in one transaction: [(claim id, rows)].
+
+        Fewer than `want` batches back means nothing claimable is left.
+        """
+        claimed: list[tuple[int, list[tuple[Any, ...]]]] = []
         with raw_transaction(self.engine) as dbapi:
             cur = dbapi.cursor()
             try:
-                if self.lock_sql:
+                if answers is not None:
+                    _store_answers(cur, self.dialect, self.now, answers)
+                if want and self.lock_sql:
                     cur.execute(self.lock_sql)
-                cur.execute(self.batch_sql, (self.last_id, self._wall(), self.client.batch_size))
-                rows = cur.fetchall()
-                if not rows:
-                    return 0, []
-                first, last = rows[0][0], rows[-1][0]  # ORDER BY f.id
-                cur.execute(self.insert_sql, (self.owner, first, last, self._wall(self.claim_seconds)))
-                claim = cur.fetchone()[0]
+                for _ in range(want):
+                    cur.execute(self.batch_sql, (self.last_id, self._wall(), self.client.batch_size))
+                    rows = cur.fetchall()
+                    if not rows:
+                        break
+                    first, last = rows[0][0], rows[-1][0]  # ORDER BY f.id
+                    cur.execute(self.insert_sql, (self.owner, first, last, self._wall(self.claim_seconds)))
+                    claimed.append((cur.fetchone()[0], rows))
+                    self.last_id = last
             finally:
                 cur.close()
-        self.last_id = last
-        return claim, rows
+        return claimed
 
     def _heartbeat(self, stop: threading.Event) -> None:
         """Keep this run's claims alive while a slow gateway (retries, timeouts) holds a batch."""
@@ -300,41 +306,36 @@ class _Relay:
 
     def _run(self, summary: FlushSummary) -> None:
         sending: deque[tuple[int, list[tuple[Any, ...]], Future[list[SendResult]]]] = deque()
-        storing: Future[None] | None = None
+        answered: _Answers | None = None  # the last batch's answers, stored with the next step's claims
         exhausted = False
-        with (
-            ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix="sms-send") as senders,
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="sms-store") as writer,
-        ):
+        with ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix="sms-send") as senders:
             try:
                 while True:
-                    while not exhausted and summary.error is None and len(sending) < IN_FLIGHT:
-                        claim, rows = self._read()
-                        if not rows:
-                            exhausted = True
-                            break
-                        sending.append((claim, rows, senders.submit(self.client.send_batch, self._messages(rows))))
+                    want = 0 if exhausted or summary.error is not None else IN_FLIGHT - len(sending)
+                    if answered is not None or want:
+                        storing, answered = answered, None  # tried once: a failed step leaves its batch claimed
+                        claimed = self._step(storing, want)
+                        exhausted = exhausted or len(claimed) < want
+                        for claim, rows in claimed:
+                            sending.append((claim, rows, senders.submit(self.client.send_batch, self._messages(rows))))
                     if not sending:
                         break
                     claim, rows, answer = sending.popleft()
                     try:
                         results = answer.result()
                     except SmsGatewayError as exc:
-                        if summary.error is None:  # stop reading; batches already on the wire are still settled
+                        if summary.error is None:  # stop claiming; batches already on the wire are still settled
                             summary.error = mask_text(str(exc))
                             self.log.error("sms relay stopped: %s", summary.error)
                         continue
                     summary.batches += 1
                     sent_ids, rejected = self._settle(rows, results, summary)
-                    settled = len(sent_ids) + len(rejected) == len(rows)
-                    if storing is not None:
-                        storing.result()
-                    storing = writer.submit(_store_answers, self.engine, self.now, claim, sent_ids, rejected, settled)
+                    answered = (claim, sent_ids, rejected, len(sent_ids) + len(rejected) == len(rows))
             finally:
                 for _, _, answer in sending:  # only after an unexpected error: let nothing run on unrecorded
                     answer.cancel()
-                if storing is not None:
-                    storing.result()
+                if answered is not None:
+                    self._step(answered, 0)
 
     def _settle(
         self, rows: list[tuple[Any, ...]], results: list[SendResult], summary: FlushSummary
