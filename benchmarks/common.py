@@ -22,6 +22,21 @@ from sqlalchemy.engine import make_url
 PG_ADMIN_URL = os.environ.get("MINYI_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
+def die_with_parent() -> None:
+    """`preexec_fn` of every stand-in the benchmarks start: SIGTERM when the benchmark's process dies.
+
+    Why: a benchmark killed by hand (or by a timeout) left its source server and SMS gateway running, and the
+    next run measured beside them. Linux only (prctl PR_SET_PDEATHSIG); elsewhere a no-op.
+    """
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def free_port() -> int:
     """A loopback port nobody listens on right now, for a stand-in started in another process."""
     with socket.socket() as s:
@@ -53,6 +68,7 @@ class TreeProbe:
     def __enter__(self) -> Self:
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "benchmarks.rss_probe", *self.args],
+            preexec_fn=die_with_parent,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -117,6 +133,7 @@ def city_source(
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
+        preexec_fn=die_with_parent,
     )
     if pids is not None:
         pids.add(proc.pid)

@@ -29,7 +29,7 @@ from pathlib import Path
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from benchmarks.common import TreeProbe, city_source, free_port, peak_rss_mib, throwaway_store
+from benchmarks.common import TreeProbe, city_source, die_with_parent, free_port, peak_rss_mib, throwaway_store
 from benchmarks.ingest import baseline_seconds
 from minyi.demo import demo_config_text
 
@@ -91,7 +91,10 @@ def main() -> None:
     quiet_third_parties()
     sms_port = free_port()
     gateway = subprocess.Popen(
-        [sys.executable, "-m", "minyi.sim.sms_gateway", "--port", str(sms_port)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "minyi.sim.sms_gateway", "--port", str(sms_port)],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=die_with_parent,
     )
     stand_ins = {gateway.pid}
     try:

@@ -23,7 +23,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from benchmarks.common import free_port, peak_rss_mib, throwaway_store
+from benchmarks.common import die_with_parent, free_port, peak_rss_mib, throwaway_store
 
 TZ = ZoneInfo("Asia/Shanghai")
 DAY = date(2026, 11, 21)
@@ -70,6 +70,7 @@ def main() -> None:
         [sys.executable, "-m", "minyi.sim.sms_gateway", "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        preexec_fn=die_with_parent,
     )
     try:
         gateway.stdout.readline()  # "listening on …"
