@@ -16,7 +16,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 
+# Prefect creates its home without parents: on a fresh checkout .minyi/ does not exist yet, and a command that
+# does not create it first (the benchmarks) would fail with "Failed to create the Prefect home directory".
 install: $(STAMP)
+	@mkdir -p "$(PREFECT_HOME)"
 
 demo: install
 	$(BIN)/minyi demo
