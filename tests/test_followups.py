@@ -354,6 +354,37 @@ def test_a_gateway_down_past_every_retry_leaves_messages_queued_for_the_next_run
     assert (up.sent, up.queued) == (10, 0)
 
 
+def test_a_day_of_many_batches_is_posted_once_each_whatever_number_of_relays_the_database_runs(
+    env: Env, gateway: SmsGateway
+) -> None:
+    # PostgreSQL runs two relays side by side (tasks/stages/sms.LANES): their batches must not overlap
+    rt = configure(env, gateway)
+    add_records(rt, [make_record(i, DAY) for i in range(730)])  # 15 batches of 50, the last one short
+    plan(rt)
+    out = flush(rt)
+    assert (out.sent, out.queued, out.batches, out.error) == (730, 0, 15, None)
+    assert len(gateway.state.batches) == 15 and not gateway.posted_more_than_once()
+    assert env.scalar("SELECT COUNT(*) FROM followups WHERE sms_status = 'sent'") == 730
+    assert env.scalar("SELECT COUNT(*) FROM sms_claims") == 0
+
+
+def test_a_gateway_down_for_good_stops_every_relay_and_the_next_run_sends_each_message_once(
+    env: Env, gateway: SmsGateway
+) -> None:
+    rt = configure(env, gateway)
+    add_records(rt, [make_record(i, DAY) for i in range(500)])
+    plan(rt)
+    gateway.fail(*[GatewayFault(500)] * 200)
+    down = flush(rt)
+    assert down.sent == 0 and down.queued == 500 and "gave up after 6 attempts" in (down.error or "")
+    assert len(gateway.state.faults) >= 200 - 6 * 4  # nobody went on claiming: at most IN_FLIGHT batches tried
+    assert env.scalar("SELECT COUNT(*) FROM sms_claims") == 0  # what the run could not settle was released
+    gateway.state.faults.clear()
+    up = flush(rt, as_of=at("2026-11-22 10:00"))
+    assert (up.sent, up.queued) == (500, 0)
+    assert len(gateway.delivered) == 500 and not gateway.posted_more_than_once()
+
+
 def test_a_rejected_message_is_final_and_never_sent_again(env: Env, gateway: SmsGateway) -> None:
     rt = configure(env, gateway)
     add_records(rt, [make_record(1, DAY), make_record(2, DAY)])

@@ -129,6 +129,12 @@ _CLAIM_INSERT = "INSERT INTO sms_claims (owner, first_id, last_id, expires_at) V
 # 4, not 2: a little faster at 1M messages on SQLite (15.6-16.6 s against 16.0-16.9 s, interleaved runs;
 # docs/performance.md, session 7): the relay is bound by this process's CPU, not by the wire.
 IN_FLIGHT = 4
+# Relays side by side in one run, each with its own connection, sharing IN_FLIGHT. PostgreSQL: two, because
+# one relay there waits on the server for each serial step (claim, store, commit) and leaves both the server
+# and this process partly idle: 1M messages 28.8, 27.8 s with one, 21.9, 20.2 s with two, ~20 s with three
+# or four (interleaved runs, docs/performance.md session 8). SQLite: one; it has one writer, and two
+# relays gave nothing (11.3 s against 11.0 s).
+LANES = {"postgresql": 2, "sqlite": 1}
 
 
 class MessageTexts:
@@ -203,13 +209,49 @@ def flush_outbox(engine: Engine, cfg: MinyiConfig, client: SmsGateway, as_of: da
     with engine.begin() as conn:
         summary.opted_out, summary.stale = withdraw_unsendable(conn, as_of, cfg)
     if window:
-        relay = _Relay(engine, client, MessageTexts(cfg, as_of), instant_param(engine.dialect.name, as_of), log)
-        relay.claim_seconds = cfg.sms.claim_seconds
-        relay.run(summary)
+        lanes = LANES.get(engine.dialect.name, 1)
+        compose, now = MessageTexts(cfg, as_of), instant_param(engine.dialect.name, as_of)
+        halt = threading.Event()  # a gateway failure in one lane stops every lane's claims, as with one relay
+        relays = [_Relay(engine, client, compose, now, log, max(IN_FLIGHT // lanes, 1), halt) for _ in range(lanes)]
+        for relay in relays:
+            relay.claim_seconds = cfg.sms.claim_seconds
+        if lanes == 1:
+            relays[0].run(summary)
+        else:
+            _side_by_side(relays, summary)
     with engine.connect() as conn:
         summary.queued, summary.held = _waiting(conn)
     summary.seconds = round(time.perf_counter() - started, 3)
     return summary
+
+
+def _side_by_side(relays: list[_Relay], summary: FlushSummary) -> None:
+    """Run the relays in threads of their own (their claims are disjoint), and add up what each did."""
+    parts = [FlushSummary(window_open=True) for _ in relays]
+    failures: list[BaseException] = []
+
+    def lane(relay: _Relay, part: FlushSummary) -> None:
+        try:
+            relay.run(part)
+        except BaseException as exc:  # raised again below, once every lane has settled or released its claims
+            failures.append(exc)
+
+    threads = [
+        threading.Thread(target=lane, args=(r, part), name=f"sms-lane-{i}")
+        for i, (r, part) in enumerate(zip(relays, parts, strict=True))
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for part in parts:
+        summary.sent += part.sent
+        summary.duplicate += part.duplicate
+        summary.rejected += part.rejected
+        summary.batches += part.batches
+        summary.error = summary.error or part.error
+    if failures:
+        raise failures[0]
 
 
 class _Relay:
@@ -227,15 +269,26 @@ class _Relay:
     time claims other rows. A batch's claim goes with its answers; every send and
     store has finished (or raised) before `run` returns, and claims this run could not
     settle (a gateway error, a partial answer) are released then. A run killed in
-    between leaves at most IN_FLIGHT + 1 claimed batches that the gateway may already
+    between leaves at most IN_FLIGHT + LANES claimed batches that the gateway may already
     have: after `claim_seconds` the next run sends them again with the same message
     ids, and the gateway answers `duplicate` (counted as sent).
     """
 
     claim_seconds: float = 300.0
 
-    def __init__(self, engine: Engine, client: SmsGateway, compose: MessageTexts, now: Any, log: Any) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        client: SmsGateway,
+        compose: MessageTexts,
+        now: Any,
+        log: Any,
+        in_flight: int = IN_FLIGHT,
+        halt: threading.Event | None = None,
+    ) -> None:
         self.engine, self.client, self.compose, self.now, self.log = engine, client, compose, now, log
+        self.in_flight = in_flight
+        self.halt = halt or threading.Event()
         self.dialect = engine.dialect.name
         p = "?" if self.dialect == "sqlite" else "%s"
         self.lock_sql = _CLAIM_LOCK[self.dialect]
@@ -310,10 +363,11 @@ class _Relay:
         sending: deque[tuple[int, list[tuple[Any, ...]], Future[list[SendResult]]]] = deque()
         answered: _Answers | None = None  # the last batch's answers, stored with the next step's claims
         exhausted = False
-        with ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix="sms-send") as senders:
+        with ThreadPoolExecutor(max_workers=self.in_flight, thread_name_prefix="sms-send") as senders:
             try:
                 while True:
-                    want = 0 if exhausted or summary.error is not None else IN_FLIGHT - len(sending)
+                    stopping = exhausted or summary.error is not None or self.halt.is_set()
+                    want = 0 if stopping else self.in_flight - len(sending)
                     if answered is not None or want:
                         storing, answered = answered, None  # tried once: a failed step leaves its batch claimed
                         claimed = self._step(storing, want)
@@ -328,6 +382,7 @@ class _Relay:
                     except SmsGatewayError as exc:
                         if summary.error is None:  # stop claiming; batches already on the wire are still settled
                             summary.error = mask_text(str(exc))
+                            self.halt.set()
                             self.log.error("sms relay stopped: %s", summary.error)
                         continue
                     summary.batches += 1
