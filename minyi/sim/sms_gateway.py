@@ -20,7 +20,7 @@ import uuid
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlparse
 
 import orjson
@@ -37,8 +37,9 @@ class GatewayFault:
     delay: float = 0.0
 
 
-@dataclass(frozen=True)
-class Delivered:
+class Delivered(NamedTuple):
+    """One message the gateway took (a tuple: a benchmark day is a million of them, on the loop's own cores)."""
+
     message_id: str
     to: str
     text: str
@@ -196,20 +197,25 @@ class _Handler(QuietHandler):
             return self.send_body(503, b'{"error":"not taken"}')
         results: list[dict[str, Any]] = []
         now = time.monotonic()
+        ids = [str(m.get("message_id")) for m in messages]
         with app.lock:
-            app.state.batches.append([str(m.get("message_id")) for m in messages])
-            app.state.posts.update(str(m.get("message_id")) for m in messages)
+            state = app.state
+            delivered, reject, append = state.delivered, state.reject, results.append
+            state.batches.append(ids)
+            state.posts.update(ids)
             for m in messages:
-                mid, to, text = str(m.get("message_id") or ""), str(m.get("to") or ""), str(m.get("text") or "")
+                mid, to = m.get("message_id"), m.get("to")
+                mid = mid if type(mid) is str else str(mid or "")
+                to = to if type(to) is str else str(to or "")
                 if not mid:
-                    results.append({"message_id": mid, "status": "rejected", "error": "missing message_id"})
-                elif mid in app.state.delivered:
-                    results.append({"message_id": mid, "status": "duplicate"})
-                elif to in app.state.reject or not (len(to) == 11 and to.isdigit() and to.startswith("1")):
-                    results.append({"message_id": mid, "status": "rejected", "error": "number not reachable"})
+                    append({"message_id": mid, "status": "rejected", "error": "missing message_id"})
+                elif mid in delivered:
+                    append({"message_id": mid, "status": "duplicate"})
+                elif to in reject or not (len(to) == 11 and to.isdigit() and to[0] == "1"):
+                    append({"message_id": mid, "status": "rejected", "error": "number not reachable"})
                 else:
-                    app.state.delivered[mid] = Delivered(mid, to, text, now)
-                    results.append({"message_id": mid, "status": "accepted"})
+                    delivered[mid] = Delivered(mid, to, str(m.get("text") or ""), now)
+                    append({"message_id": mid, "status": "accepted"})
             stall = app.stall_next
             app.stall_next = False
         if stall:
