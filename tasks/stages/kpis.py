@@ -448,8 +448,9 @@ _PERIOD_HOLDS_SQL = (
 )
 # the report transaction's sort and hash budget on PostgreSQL, per sort (unit_counts)
 PG_WORK_MEM = "64MB"
-# (unit_code, metric, lines, n): the n lineage.csv lines (`unit_code,metric,source,record_id`, CSV-quoted and
-# formula-safe, joined by newlines) of the records behind one count.
+# (unit_code, metric, lines, n): n lineage.csv lines (`unit_code,metric,source,record_id`, CSV-quoted and
+# formula-safe, joined by newlines) of records behind one count: one group's, so a count may come in several
+# calls, one after the other (at 3M records a unit's metric joined whole held ~100 MiB; docs/performance.md).
 LineageSink = Callable[[str, str, str, int], None]
 
 
@@ -500,12 +501,11 @@ def unit_counts(
                     if g.mask >> i & 1:
                         counts[m] += g.n
                         metric_groups.setdefault(m, []).append(g)
-            if lineage is not None:
+            if lineage is not None:  # a group at a time: a unit's metric is never in memory whole
                 prefix = _csv_text(code) + ","
                 for m in LINEAGE_METRICS:
-                    if m in metric_groups:
-                        lines = "\n".join(_lineage_lines(conn, code, g, f"{prefix}{m},") for g in metric_groups[m])
-                        lineage(code, m, lines, counts[m])
+                    for g in metric_groups.get(m, ()):
+                        lineage(code, m, _lineage_lines(conn, code, g, f"{prefix}{m},"), g.n)
 
         merged = heapq.merge(*(_by_unit(rows) for rows in record_rows), key=lambda unit: unit[0])
         for code, same in itertools.groupby(merged, key=lambda unit: unit[0]):

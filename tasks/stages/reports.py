@@ -264,8 +264,8 @@ class LineageFile:
     """lineage.csv (SPEC §12) beside assessment.json, written while the counts are read.
 
     Use as the `lineage` sink of tasks.kpis.compute_assessment: the statement that counts also hands over the
-    records behind each count (lines of formula-safe, CSV-quoted cells, joined a unit and metric at a time
-    from the groups the counts are summed from), so every count of assessment.json equals its number of
+    records behind each count (lines of formula-safe, CSV-quoted cells, a group at a time: the groups the
+    counts are summed from, each unit's metrics in order), so every count of assessment.json equals its number of
     lineage rows. Streamed to a temp file, renamed on success.
     The lines come whole: a quoted cell may hold a newline, so nothing here splits them.
     """
@@ -282,7 +282,8 @@ class LineageFile:
         return self
 
     def __call__(self, unit_code: str, metric: str, lines: str, n: int) -> None:
-        self._fh.write(lines + "\n")
+        self._fh.write(lines)  # two writes, not `lines + "\n"`: no second copy of a large group's lines
+        self._fh.write("\n")
         self.rows += n
 
     def __exit__(self, kind: object, *_: object) -> None:
