@@ -420,6 +420,33 @@ def _share_template_bytecode() -> None:
     DefaultJinjaView.__init__ = init  # type: ignore[method-assign]
 
 
+@functools.cache
+def _read_column_names_without_rows() -> None:
+    """Once per process: GX reads a query asset's column names from the query with LIMIT 0, not by running it.
+
+    Why: for a custom query GX's `column_reflection_fallback` executes the whole query to read the names of its
+    result columns, and psycopg's default cursor then receives every row of the batch: at 1M records from one
+    source ~100 MiB in this process (the loop's memory peak on PostgreSQL, docs/performance.md session 8).
+    SQLite steps one row, so it never showed there. The names are the same; nothing reads that result's rows.
+    (GX's datasource `kwargs` with server-side cursors made every expectation fail instead.)
+    """
+    import sqlalchemy as sa
+    from great_expectations.expectations.metrics import util
+
+    fallback = util.column_reflection_fallback
+
+    def names_only(
+        selectable: Any, dialect: Any, sqlalchemy_engine: Any, schema_name: str | None = None
+    ) -> list[dict[str, str]]:
+        if isinstance(selectable, sa.TextClause):
+            selectable = sa.text(f"SELECT * FROM ({selectable.text}) AS minyi_batch LIMIT 0")
+        return fallback(
+            selectable=selectable, dialect=dialect, sqlalchemy_engine=sqlalchemy_engine, schema_name=schema_name
+        )
+
+    util.column_reflection_fallback = names_only
+
+
 def run_suites(
     engine: Engine, batches: Sequence[Batch], docs_dir: Path | None, as_of: datetime
 ) -> dict[str, list[Outcome]]:
@@ -445,6 +472,7 @@ def run_suites(
     ):
         logging.getLogger(name).setLevel(logging.ERROR)
     _share_template_bytecode()
+    _read_column_names_without_rows()
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
     for site in list(ctx.list_data_docs_sites()):
