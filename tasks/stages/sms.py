@@ -234,6 +234,7 @@ def _side_by_side(relays: list[_Relay], summary: FlushSummary) -> None:
         try:
             relay.run(part)
         except BaseException as exc:  # raised again below, once every lane has settled or released its claims
+            relay.halt.set()  # the other lanes stop claiming, as one relay would have stopped
             failures.append(exc)
 
     threads = [
