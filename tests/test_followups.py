@@ -17,6 +17,7 @@ import pytest
 from minyi.sim.sms_gateway import GatewayFault, SmsGateway
 from minyi.tasks.rules.intake import Accepted, intake
 from minyi.tasks.runtime import Runtime, load_runtime
+from minyi.tasks.stages.sms import IN_FLIGHT
 from minyi.tasks.store.records import store_page
 from tests.support import TZ, Env, at, config_toml, make_record
 
@@ -377,7 +378,7 @@ def test_a_gateway_down_for_good_stops_every_relay_and_the_next_run_sends_each_m
     gateway.fail(*[GatewayFault(500)] * 200)
     down = flush(rt)
     assert down.sent == 0 and down.queued == 500 and "gave up after 6 attempts" in (down.error or "")
-    assert len(gateway.state.faults) >= 200 - 6 * 4  # nobody went on claiming: at most IN_FLIGHT batches tried
+    assert len(gateway.state.faults) >= 200 - 6 * IN_FLIGHT  # nobody went on claiming: IN_FLIGHT batches at most
     assert env.scalar("SELECT COUNT(*) FROM sms_claims") == 0  # what the run could not settle was released
     gateway.state.faults.clear()
     up = flush(rt, as_of=at("2026-11-22 10:00"))

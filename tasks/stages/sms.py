@@ -215,10 +215,7 @@ def flush_outbox(engine: Engine, cfg: MinyiConfig, client: SmsGateway, as_of: da
         relays = [_Relay(engine, client, compose, now, log, max(IN_FLIGHT // lanes, 1), halt) for _ in range(lanes)]
         for relay in relays:
             relay.claim_seconds = cfg.sms.claim_seconds
-        if lanes == 1:
-            relays[0].run(summary)
-        else:
-            _side_by_side(relays, summary)
+        _side_by_side(relays, summary)
     with engine.connect() as conn:
         summary.queued, summary.held = _waiting(conn)
     summary.seconds = round(time.perf_counter() - started, 3)
@@ -226,7 +223,10 @@ def flush_outbox(engine: Engine, cfg: MinyiConfig, client: SmsGateway, as_of: da
 
 
 def _side_by_side(relays: list[_Relay], summary: FlushSummary) -> None:
-    """Run the relays in threads of their own (their claims are disjoint), and add up what each did."""
+    """Run the relays in threads of their own (their claims are disjoint), and add up what each did; one runs here."""
+    if len(relays) == 1:
+        relays[0].run(summary)
+        return
     parts = [FlushSummary(window_open=True) for _ in relays]
     failures: list[BaseException] = []
 
@@ -270,7 +270,7 @@ class _Relay:
     time claims other rows. A batch's claim goes with its answers; every send and
     store has finished (or raised) before `run` returns, and claims this run could not
     settle (a gateway error, a partial answer) are released then. A run killed in
-    between leaves at most IN_FLIGHT + LANES claimed batches that the gateway may already
+    between leaves at most IN_FLIGHT + its LANES claimed batches that the gateway may already
     have: after `claim_seconds` the next run sends them again with the same message
     ids, and the gateway answers `duplicate` (counted as sent).
     """
