@@ -117,11 +117,16 @@ def _waiting(conn: Connection) -> tuple[int, int]:
 _LIVE_CLAIM = (
     "EXISTS (SELECT 1 FROM sms_claims c WHERE c.expires_at >= {p} AND f.id >= c.first_id AND f.id <= c.last_id)"
 )
+# The batch is chosen from follow-ups alone, then joined to its records and units: written as one join, the
+# plan depended on PostgreSQL knowing that each follow-up has exactly one record. Without the foreign key that
+# told it so (migration 0010) it joined records before filtering out other relays' claims, and then went
+# parallel: the 1M relay took 52-75 s against 39-40 s (docs/performance.md, session 9).
 _CLAIMABLE_BATCH = (
-    "SELECT f.id, f.message_id, f.phone_norm, f.business_date, r.matter, u.name "
-    "FROM followups f JOIN records r ON r.id = f.record_pk LEFT JOIN units u ON u.code = f.unit_code "
+    "SELECT f.id, f.message_id, f.phone_norm, f.business_date, r.matter, u.name FROM ("
+    "SELECT f.id, f.record_pk, f.message_id, f.phone_norm, f.business_date, f.unit_code FROM followups f "
     f"WHERE f.sms_status = 'queued' AND f.id > {{p}} AND NOT {_HELD} AND NOT {_LIVE_CLAIM} "
     "ORDER BY f.id LIMIT {p}"
+    ") f JOIN records r ON r.id = f.record_pk LEFT JOIN units u ON u.code = f.unit_code ORDER BY f.id"
 )
 _CLAIM_LOCK = {"postgresql": "SELECT pg_advisory_xact_lock(4740001)", "sqlite": None}  # any fixed key: "sms claims"
 _CLAIM_INSERT = "INSERT INTO sms_claims (owner, first_id, last_id, expires_at) VALUES ({p}, {p}, {p}, {p}) RETURNING id"
