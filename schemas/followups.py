@@ -65,7 +65,8 @@ class Followup(SQLModel, table=True):
     plan: str = Field(max_length=16)
     skip_reason: str | None = Field(default=None, max_length=32)
     # 'minyi:' || source || ':' || record_id — deterministic, so a re-run or a rebuilt store never sends twice.
-    message_id: str | None = Field(default=None, max_length=255, unique=True)
+    # Unique because record_pk is; no index of its own: replies find it through records (migration 0011).
+    message_id: str | None = Field(default=None, max_length=255)
     sms_status: str | None = Field(default=None, max_length=16)
     gateway_error: str | None = Field(default=None, sa_column=Column(Text))
     planned_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))

@@ -462,6 +462,41 @@ def test_a_reply_matches_its_message_id_with_no_age_limit(env: Env, gateway: Sms
     assert followup_of(env, rid(1))[4] == "satisfied"
 
 
+def test_a_message_id_names_its_follow_up_whatever_colons_or_script_the_record_id_holds(
+    env: Env, gateway: SmsGateway
+) -> None:
+    """Replies find the follow-up through the message_id's source and record id (message_id has no index).
+
+    Received three weeks after sending, so the 7-day phone fallback cannot be what matched them.
+    """
+    rt = configure(env, gateway)
+    named = [
+        ("police110", "110:A:1", 0),
+        ("police110", "110:A", 1),
+        ("police110", "派出所:七", 2),
+        ("hotline", "A:1", 3),
+    ]
+    for source, record_id, n in named:
+        add_records(rt, [make_record(n, DAY, record_id=record_id)], source=source)
+    plan(rt)
+    assert flush(rt).sent == 4
+    answers = ["1", "3", "2", "3"]
+    for (source, record_id, _), answer in zip(named, answers, strict=True):
+        gateway.reply_to(f"minyi:{source}:{record_id}", answer, at("2026-12-13 10:00"))
+    # ids that share a prefix with a sent one, or name no record, match nothing
+    for bogus in ("minyi:police110:110", "minyi:police110:110:A:1:2", "minyi:hotline", "minyi:police110:A:1"):
+        gateway.inject_reply("13711112222", "1", at("2026-12-13 10:00"), message_id=bogus)
+    out = replies(rt, at("2026-12-13 11:00"))
+    assert (out.matched, out.unmatched) == (4, 4)
+    got = dict(env.rows("SELECT source || '/' || record_id, satisfaction FROM followups"))
+    assert got == {
+        "police110/110:A:1": "satisfied",
+        "police110/110:A": "dissatisfied",
+        "police110/派出所:七": "basically_satisfied",
+        "hotline/A:1": "dissatisfied",
+    }
+
+
 def test_a_reply_without_message_id_answers_the_latest_sms_to_that_phone_within_7_days(
     env: Env, gateway: SmsGateway
 ) -> None:

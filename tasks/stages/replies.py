@@ -28,6 +28,7 @@ from minyi.tasks.adapters.bounds import RefusedReply, Reply, check_reply
 from minyi.tasks.adapters.sms import SmsGateway, SmsGatewayError
 from minyi.tasks.rules.answers import parse_reply
 from minyi.tasks.rules.phones import normalise_phone
+from minyi.tasks.stages.eligibility import followup_of_message_id
 from minyi.tasks.stages.verification import claim_verification_replies
 from minyi.tasks.store.answers import refresh_satisfaction
 from minyi.tasks.store.engine import instant_param
@@ -61,7 +62,7 @@ _INSERT = (
 # By message_id (no age limit), else the latest follow-up sent to the phone in [received − 7 days, received].
 _MATCH = (
     "UPDATE sms_replies SET followup_id = COALESCE("
-    "(SELECT f.id FROM followups f WHERE f.message_id = sms_replies.message_id), "
+    "{by_message_id}, "
     "(SELECT f.id FROM followups f WHERE f.phone_norm = sms_replies.phone_norm AND f.sms_status = 'sent' "
     " AND f.sent_at >= sms_replies.window_start AND f.sent_at <= sms_replies.received_at "
     " ORDER BY f.sent_at DESC, f.id DESC LIMIT 1)) "
@@ -152,7 +153,7 @@ def store_reply_page(
         if replies:
             conn.execute(text(_INSERT), [_row(r, dialect, now) for r in replies])
             claim_verification_replies(conn)  # SPEC §5: replies to a verification SMS are not follow-up answers
-            conn.execute(text(_MATCH))
+            conn.execute(text(_MATCH.format(by_message_id=followup_of_message_id(dialect, "sms_replies.message_id"))))
             out.opt_outs = max(conn.execute(text(_OPT_OUT)).rowcount or 0, 0)
             conn.execute(text(_ANSWERS))
             refresh_satisfaction(conn, _NEW_FOLLOWUPS, {})

@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 from minyi.schemas.types import UtcDateTime
 from minyi.tasks.config import MinyiConfig
 from minyi.tasks.rules.answers import parse_verification
+from minyi.tasks.stages.eligibility import followup_of_message_id
 from minyi.tasks.store.engine import instant_param
 
 WINDOW = timedelta(days=7)
@@ -152,7 +153,7 @@ UPDATE sms_replies SET status = 'verification'
 WHERE status = 'new' AND (
   message_id IN (SELECT v.message_id FROM verifications v)
   OR (
-    (message_id IS NULL OR NOT EXISTS (SELECT 1 FROM followups f WHERE f.message_id = sms_replies.message_id))
+    (message_id IS NULL OR {by_message_id} IS NULL)
     AND EXISTS (
       SELECT 1 FROM verifications v
       WHERE v.phone_norm = sms_replies.phone_norm AND v.status = 'sent'
@@ -181,7 +182,8 @@ def claim_verification_replies(conn: Connection) -> int:
     """Take this page's replies to verification SMS out of follow-up matching and record their answers."""
     if conn.execute(text("SELECT 1 FROM verifications LIMIT 1")).first() is None:
         return 0  # the usual case: no verification SMS yet, reply intake pays one index probe per page
-    claimed = max(conn.execute(text(_CLAIM)).rowcount or 0, 0)
+    by_message_id = followup_of_message_id(conn.dialect.name, "sms_replies.message_id")
+    claimed = max(conn.execute(text(_CLAIM.format(by_message_id=by_message_id))).rowcount or 0, 0)
     if not claimed:
         return 0
     d = conn.dialect.name
