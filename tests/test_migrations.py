@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from minyi.schemas.tables import metadata
-from minyi.tasks.store.engine import dispose_engines, get_engine
-from tests.conftest import BACKENDS, PG_ADMIN_URL
+from minyi.tasks.store.engine import get_engine
+from tests.conftest import BACKENDS
 from tests.support import Env
 
 
@@ -61,22 +58,12 @@ _POPULATE = [
 
 
 @pytest.fixture(params=BACKENDS)
-def unmigrated_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def unmigrated_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """An empty database of its own, no schema yet (the shared stores are migrated to head already)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'old.db'}"
-        return
-    name = f"minyi_mig_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        dispose_engines()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    from benchmarks.common import throwaway_store
+
+    with throwaway_store(request.param) as url:
+        yield url
 
 
 def test_upgrade_rebuilds_followups_without_losing_what_references_them(unmigrated_url: str) -> None:
