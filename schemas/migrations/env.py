@@ -1,6 +1,7 @@
 """Alembic environment: the engine comes from `tasks.store` (no alembic.ini needed)."""
 
 from alembic import context
+from sqlalchemy.engine import Connection
 
 from minyi.schemas.tables import metadata
 
@@ -13,7 +14,7 @@ if engine is None:  # `alembic` CLI use: fall back to the configured store
     engine = get_engine(Settings().resolved_database_url())
 
 
-def _check_foreign_keys(connection) -> None:  # type: ignore[no-untyped-def]
+def _check_foreign_keys(connection: Connection) -> None:
     bad = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
     if bad:
         raise RuntimeError(f"migration left {len(bad)} rows whose foreign key points nowhere (first: {bad[0]!r})")
