@@ -53,7 +53,7 @@ def ingest_stage(day: date, now: datetime, sources: list[str] | None = None) -> 
     names = sources or [s.name for s in rt.config.sources]
     for name in names:
         rt.config.source(name)  # an unknown name stops here, before any work
-    with worker_pool(ingest_workers(rt, len(names))) as pool:
+    with worker_pool(ingest_workers(rt, len(names)), len(names)) as pool:
         prepare_units(rt)
         progress = create_progress_artifact(0.0, description=f"ingest {day}: sources pulled")
         futures = [pull_source.submit(name, day, now, pool) for name in names]

@@ -21,7 +21,8 @@ def test_a_pull_killed_mid_way_and_re_run_ends_with_exactly_the_source_rows(env:
 
     feed = StaticFeed({("police110", DAY): [make_record(i, DAY) for i in range(1000)]})
     with SourceServer(feed) as server:
-        env.write_config(config_toml({"police110": server.url_for("police110")}))
+        # two workers taking turns on the one source (`pipelined_pages`), as on any machine with two cores
+        env.write_config(config_toml({"police110": server.url_for("police110")}, sections={"ingest": {"workers": 2}}))
         cli_env = {**env.cli_env(), "PREFECT_API_URL": PREFECT_API_URL.value() or ""}
         cmd = [sys.executable, "-m", "minyi.cli", "ingest", "--date", str(DAY), "--as-of", "2026-11-22T09:00:00+08:00"]
 
@@ -30,6 +31,7 @@ def test_a_pull_killed_mid_way_and_re_run_ends_with_exactly_the_source_rows(env:
         server.state("police110").page_delay = 0.3
         proc = subprocess.Popen(cmd, env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         assert fifth_page.wait(120), "the pull never reached its fifth page"
+        assert len(_ingest_workers_of(proc.pid)) == 2, "the source must be pulled by two worker processes"
         time.sleep(0.1)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(30)

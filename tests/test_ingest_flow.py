@@ -65,6 +65,34 @@ def test_429_waits_at_least_retry_after_before_asking_again(
 
 
 @pytest.mark.parametrize("workers", [1, 2])
+def test_a_source_that_fails_mid_day_keeps_every_page_before_and_resumes_there(
+    env: Env, server: SourceServer, feed: StaticFeed, prefect_harness: None, workers: int
+) -> None:
+    """One source, in-process or through two workers taking turns: the pages before the failure are all stored."""
+    feed.data[("police110", DAY)] = [make_record(i, DAY) for i in range(650)]
+    st = server.state("police110")
+
+    def forbid_after_third_page(source: str, start: int) -> None:
+        if start == 200:
+            st.always = Fault(403, body=b'{"error":"forbidden"}')
+
+    server.on_page = forbid_after_third_page
+    summary = run_ingest(env, server, ["police110"], ingest={"workers": workers})
+    (pull,) = summary.sources
+    assert pull.status == "failed" and "403" in (pull.error or "")
+    assert env.scalar("SELECT COUNT(*) FROM records") == 300
+    assert env.scalar("SELECT cursor FROM ingest_checkpoints") == "300"
+
+    st.always, server.on_page = None, None
+    seen = len(server.requests)
+    summary = run_ingest(env, server, ["police110"], ingest={"workers": workers})
+    assert summary.sources[0].status == "ok"
+    ids = [r[0] for r in env.rows("SELECT record_id FROM records ORDER BY record_id")]
+    assert ids == sorted(make_record(i, DAY)["record_id"] for i in range(650))
+    assert [q.get("cursor") for _, _, q, _ in server.requests[seen:]] == ["300", "400", "500", "600"]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
 def test_a_forbidden_source_fails_alone_and_the_centre_is_told(
     env: Env, server: SourceServer, feed: StaticFeed, prefect_harness: None, workers: int
 ) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import ExitStack
 from datetime import date, datetime
 
 from pydantic import BaseModel
@@ -16,7 +17,7 @@ from pydantic import BaseModel
 from minyi.tasks import texts
 from minyi.tasks.config import secret_from_env
 from minyi.tasks.runtime import Runtime
-from minyi.tasks.stages.ingest_worker import pool_for, remote_pages
+from minyi.tasks.stages.ingest_worker import pipelined_pages, pool_for, pull_job, remote_pages
 from minyi.tasks.stages.pull import pull_source_day, sqlite_file
 from minyi.tasks.store.engine import refresh_statistics
 from minyi.tasks.store.outbox import enqueue
@@ -66,18 +67,21 @@ def pull_source_pages(
     stored by a worker process; otherwise here. Either way the figures are logged here, masked.
     """
     workers = pool_for(pool)
-    pull_page = None
-    if workers is not None:
-        pull_page = remote_pages(
-            workers,
-            rt.settings.resolved_database_url(),
-            str(rt.settings.config),
-            source,
-            business_date,
-            as_of,
-            secret_from_env(rt.config.source(source).token_env),
-        )
-    pull = SourcePull(**pull_source_day(rt.engine, rt.config, source, business_date, as_of, pull_page=pull_page))
+    with ExitStack() as stack:
+        pull_page = None
+        if workers is not None:
+            job = pull_job(
+                rt.settings.resolved_database_url(),
+                str(rt.settings.config),
+                source,
+                business_date,
+                as_of,
+                secret_from_env(rt.config.source(source).token_env),
+            )
+            pull_page = (
+                stack.enter_context(pipelined_pages(workers, job)) if workers.pipelined else remote_pages(workers, job)
+            )
+        pull = SourcePull(**pull_source_day(rt.engine, rt.config, source, business_date, as_of, pull_page=pull_page))
     if pull.resumed:
         log.info("source %s: resumed %s after an interrupted pull", source, business_date)
     if pull.status != "ok":
@@ -97,9 +101,12 @@ def pull_source_pages(
 
 
 def ingest_workers(rt: Runtime, sources: int) -> int:
-    """How many worker processes to pull with: 0 means in-process (one source, one worker, or in-memory SQLite)."""
+    """How many worker processes to pull with: 0 means in-process (one worker wanted, or in-memory SQLite).
+
+    Several sources: up to one worker each. One source: two, taking turns (`pipelined_pages`).
+    """
     wanted = rt.config.ingest.workers if rt.config.ingest.workers is not None else min(2, os.cpu_count() or 1)
-    n = min(wanted, sources)
+    n = min(wanted, max(sources, 2))
     if n < 2 or (rt.engine.dialect.name == "sqlite" and not sqlite_file(rt.engine)):
         return 0
     return n

@@ -12,7 +12,9 @@ workers are shared page by page, not source by source, first come first
 served: every source moves on at the same pace, and sources of 35% and 3% of
 the day keep both workers busy until only the largest is left, whatever their
 order and without knowing their sizes. A SourceError is sent back and fails
-only that source, exactly as in-process.
+only that source, exactly as in-process. A source pulled alone holds both
+workers and splits each page into `prepare` and `store`, so that one worker
+prepares page N+1 while the other stores page N (`pipelined_pages`).
 
 How a worker is started: `python -m minyi.tasks.stages.ingest_worker`, a fresh
 interpreter, like multiprocessing's "spawn" but without re-importing the
@@ -42,8 +44,10 @@ import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import date, datetime
+from functools import partial
 from typing import IO, Any
 
 import orjson
@@ -99,8 +103,9 @@ class _Worker:
 class WorkerPool:
     """At most `size` worker processes, shared page by page by the flow's pull tasks (threads)."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, pipelined: bool = False) -> None:
         self.size = size
+        self.pipelined = pipelined  # one source: its pages go through `pipelined_pages`
         self._free = size
         self._turn = threading.Condition()
         self._waiting: deque[int] = deque()  # the callers waiting for a worker, by arrival
@@ -138,6 +143,24 @@ class WorkerPool:
             self._free += 1
             self._turn.notify_all()
 
+    def _take(self) -> _Worker:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            return self._spawn()
+
+    @staticmethod
+    def _run_on(worker: _Worker, job: dict[str, Any]) -> dict[str, Any]:
+        """`job` on `worker`; a worker that broke its protocol is closed, not reused."""
+        try:
+            result = worker.call(job)
+        except BaseException:
+            worker.close(timeout=1.0)
+            raise
+        if "crash" in result:
+            raise WorkerCrashed(result["crash"])
+        return result
+
     def call(self, job: dict[str, Any]) -> dict[str, Any]:
         """Run `job` on the next free worker, callers served in the order they asked.
 
@@ -145,21 +168,36 @@ class WorkerPool:
         """
         self._acquire()
         try:
+            worker = self._take()
             try:
-                worker = self._idle.get_nowait()
-            except queue.Empty:
-                worker = self._spawn()
-            try:
-                result = worker.call(job)
-            except BaseException:
-                worker.close(timeout=1.0)  # a worker that broke its protocol is not reused
-                raise
-            self._idle.put(worker)
+                return self._run_on(worker, job)
+            finally:
+                if worker.proc.poll() is None and worker.proc.stdin and not worker.proc.stdin.closed:
+                    self._idle.put(worker)
         finally:
             self._release()
-        if "crash" in result:
-            raise WorkerCrashed(result["crash"])
-        return result
+
+    @contextmanager
+    def pinned(self, n: int) -> Iterator[list[Callable[[dict[str, Any]], dict[str, Any]]]]:
+        """`n` workers held by one caller until the block ends, each as a `call(job)` for that worker alone.
+
+        Why: a pipelined pull stores a page on the worker that prepared it.
+        """
+        held: list[_Worker] = []
+        try:
+            for _ in range(n):
+                self._acquire()
+                try:
+                    held.append(self._take())
+                except BaseException:
+                    self._release()
+                    raise
+            yield [partial(self._run_on, w) for w in held]
+        finally:
+            for w in held:
+                if w.proc.poll() is None and w.proc.stdin and not w.proc.stdin.closed:
+                    self._idle.put(w)
+                self._release()
 
     def close(self) -> None:
         with self._lock:
@@ -173,12 +211,15 @@ _POOLS: dict[str, WorkerPool] = {}
 
 
 @contextmanager
-def worker_pool(size: int) -> Iterator[str | None]:
-    """A started pool of `size` workers for one flow run, named by a key the tasks pass on; None if size < 2."""
+def worker_pool(size: int, sources: int = 2) -> Iterator[str | None]:
+    """A started pool of `size` workers for one flow run, named by a key the tasks pass on; None if size < 2.
+
+    For one source the pool pipelines its pages (`pipelined_pages`); for several it shares them page by page.
+    """
     if size < 2:
         yield None
         return
-    pool = WorkerPool(size)
+    pool = WorkerPool(size, pipelined=sources == 1)
     key = uuid.uuid4().hex
     _POOLS[key] = pool
     try:
@@ -194,20 +235,11 @@ def pool_for(key: str | None) -> WorkerPool | None:
     return _POOLS.get(key) if key else None
 
 
-def remote_pages(
-    pool: WorkerPool,
-    database_url: str,
-    config_path: str,
-    source: str,
-    business_date: date,
-    as_of: datetime,
-    token: str | None,
-) -> Callable[[str | None], tuple[int, str | None]]:
-    """`pull_page` for `pull_source_day`: each page pulled and stored by a worker of `pool`.
-
-    The parent resolves everything a worker needs (a `prefect-secret:` token included: that needs Prefect).
-    """
-    job = {
+def pull_job(
+    database_url: str, config_path: str, source: str, business_date: date, as_of: datetime, token: str | None
+) -> dict[str, Any]:
+    """What a worker needs to pull a source's pages; the parent resolves it all (a `prefect-secret:` token needs Prefect)."""
+    return {
         "database_url": database_url,
         "config": config_path,
         "source": source,
@@ -216,13 +248,69 @@ def remote_pages(
         "token": token,
     }
 
+
+def remote_pages(pool: WorkerPool, job: dict[str, Any]) -> Callable[[str | None], tuple[int, str | None]]:
+    """`pull_page` for `pull_source_day`: each page pulled and stored by whichever worker of `pool` is free."""
+
     def pull_page(cursor: str | None) -> tuple[int, str | None]:
-        result = pool.call({**job, "cursor": cursor})
-        if "source_error" in result:
-            raise SourceError(result["source_error"])
-        return result["fetched"], result["next_cursor"]
+        return _answer(pool.call({**job, "cursor": cursor}))
 
     return pull_page
+
+
+def _answer(result: dict[str, Any]) -> tuple[int, str | None]:
+    if "source_error" in result:
+        raise SourceError(result["source_error"])
+    return result["fetched"], result["next_cursor"]
+
+
+@contextmanager
+def pipelined_pages(pool: WorkerPool, job: dict[str, Any]) -> Iterator[Callable[[str | None], tuple[int, str | None]]]:
+    """`pull_page` for a source pulled alone: two workers take turns, one prepares page N+1 while the other stores N.
+
+    Why: a source's cursor chain is sequential, and fetching, parsing and intake of a
+    page cost as much as storing it; in one process they share one core (the GIL). Each
+    worker prepares a page (fetch and intake, `SourcePuller.prepare`) and then stores it
+    itself; the next page's cursor is known once a page is prepared, so the other worker
+    prepares that page meanwhile. Pages are still stored one at a time, in cursor order,
+    each with its cursor (the store of page N+1 is asked for only after page N's has
+    returned), so a killed run resumes exactly as with one process, and a failed fetch
+    raises its SourceError after the page before it is stored.
+    """
+    with pool.pinned(2) as calls, ThreadPoolExecutor(1, thread_name_prefix=f"prepare-{job['source']}") as ahead_of:
+        ahead: tuple[str, int, Future[dict[str, Any]]] | None = None  # (cursor, worker, its prepare)
+        turn = 0
+
+        def pull_page(cursor: str | None) -> tuple[int, str | None]:
+            nonlocal ahead, turn
+            if ahead is not None and ahead[0] == cursor:
+                _, turn, prepared = ahead
+                ahead = None
+                result = prepared.result()
+            else:
+                _settle(ahead)
+                ahead = None
+                result = calls[turn]({**job, "op": "prepare", "cursor": cursor})
+            fetched, nxt = _answer(result)
+            other = 1 - turn
+            if nxt is not None:
+                ahead = (nxt, other, ahead_of.submit(calls[other], {**job, "op": "prepare", "cursor": nxt}))
+            calls[turn]({**job, "op": "store", "last": nxt is None})
+            turn = other
+            return fetched, nxt
+
+        try:
+            yield pull_page
+        finally:
+            _settle(ahead)  # the worker finishes its job before it goes back to the pool; its page is dropped
+
+
+def _settle(ahead: tuple[str, int, Future[dict[str, Any]]] | None) -> None:
+    if ahead is not None:
+        try:
+            ahead[2].result()
+        except Exception:  # a page never stored: its cursor is still the stored one
+            pass
 
 
 # ---------------------------------------------------------------------------------------------- worker
@@ -250,7 +338,16 @@ def _run(job: dict[str, Any]) -> dict[str, Any]:
             instants=_instants.setdefault((url, cfg, day), {}),
         )
         _pullers[key] = puller
+    op = job.get("op", "pull")  # pull = prepare + store; a pipelined pull sends them apart (`pipelined_pages`)
     try:
+        if op == "store":
+            puller.store_prepared()
+            if job.get("last"):
+                _pullers.pop(key).close()
+            return {"stored": True}
+        if op == "prepare":
+            fetched, next_cursor = puller.prepare(job["cursor"])
+            return {"fetched": fetched, "next_cursor": next_cursor}
         fetched, next_cursor = puller.pull_page(job["cursor"])
     except SourceError as exc:
         _pullers.pop(key).close()

@@ -69,6 +69,7 @@ class SourcePuller:
         self.now = bulk_instant(dialect, as_of)
         self.client = SourceClient(cfg, config.ingest, token=token, sleep=sleep)
         self._ahead: tuple[str, Future[Page]] | None = None
+        self._prepared: tuple[list[tuple[Any, ...]], list[Any], int, str | None] | None = None
         self._fetcher = ThreadPoolExecutor(1, thread_name_prefix=f"prefetch-{source}") if prefetch else None
 
     def _page(self, cursor: str | None) -> Page:
@@ -81,22 +82,30 @@ class SourcePuller:
 
     def pull_page(self, cursor: str | None) -> tuple[int, str | None]:
         """Fetch, check and store the page at `cursor`: (rows fetched, next cursor), or SourceError."""
+        fetched, next_cursor = self.prepare(cursor)
+        self.store_prepared()
+        return fetched, next_cursor
+
+    def prepare(self, cursor: str | None) -> tuple[int, str | None]:
+        """Fetch the page at `cursor` and pass it through intake, not stored yet: (rows fetched, next cursor).
+
+        The page waits here for `store_prepared`; a second `prepare` replaces it.
+        """
+        self._prepared = None
         page = self._page(cursor)
         if self._fetcher is not None and page.next_cursor is not None:
             nxt = page.next_cursor
             self._ahead = (nxt, self._fetcher.submit(self.client.fetch_page, self.business_date, nxt))
         rows, quarantined = self.intake.run(page.records, self.now)
-        store_rows(
-            self.engine,
-            self.source,
-            self.business_date,
-            rows,
-            quarantined,
-            len(page.records),
-            page.next_cursor,
-            self.as_of,
-        )
+        self._prepared = (rows, quarantined, len(page.records), page.next_cursor)
         return len(page.records), page.next_cursor
+
+    def store_prepared(self) -> None:
+        """Store the page `prepare` made ready, with its cursor, in one transaction."""
+        if self._prepared is None:
+            raise RuntimeError(f"source {self.source}: no prepared page to store")
+        (rows, quarantined, fetched, next_cursor), self._prepared = self._prepared, None
+        store_rows(self.engine, self.source, self.business_date, rows, quarantined, fetched, next_cursor, self.as_of)
 
     def close(self) -> None:
         if self._fetcher is not None:
