@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import resource
@@ -9,7 +10,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -83,6 +86,36 @@ class TreeProbe:
         self.server_peak_mib = figures["server_kib"] / 1024
         self.marked_peak_mib = figures["marked_hwm_kib"] / 1024
         self.marked = figures["marked"]
+
+
+class GcPauses:
+    """The cyclic garbage collector's passes in this process while the block runs, by generation.
+
+    Why a benchmark figure: every pass holds the GIL, so in the loop's process it stops the relay's and
+    the stages' threads alike; a full pass walks every tracked object (tasks/heap.py).
+    """
+
+    def __init__(self) -> None:
+        self.passes: Counter[int] = Counter()
+        self.seconds: Counter[int] = Counter()
+        self._started = 0.0
+
+    def _record(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.passes[info["generation"]] += 1
+            self.seconds[info["generation"]] += time.perf_counter() - self._started
+
+    def __enter__(self) -> Self:
+        gc.callbacks.append(self._record)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._record)
+
+    def figures(self) -> dict[str, list[float]]:
+        return {str(g): [self.passes[g], round(self.seconds[g], 2)] for g in sorted(self.passes)}
 
 
 @contextmanager

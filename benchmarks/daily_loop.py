@@ -29,7 +29,15 @@ from pathlib import Path
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from benchmarks.common import TreeProbe, city_source, die_with_parent, free_port, peak_rss_mib, throwaway_store
+from benchmarks.common import (
+    GcPauses,
+    TreeProbe,
+    city_source,
+    die_with_parent,
+    free_port,
+    peak_rss_mib,
+    throwaway_store,
+)
 from benchmarks.ingest import baseline_seconds
 from minyi.demo import demo_config_text
 
@@ -138,9 +146,10 @@ def main() -> None:
 
             if not PREFECT_API_URL.value():  # no server yet: start the ephemeral one before timing
                 warm_up()
+            pauses = GcPauses()
             load_before = os.getloadavg()[0]
             t0 = time.perf_counter()
-            with TreeProbe(stand_ins, marker="minyi.tasks.stages.ingest_worker") as tree:
+            with TreeProbe(stand_ins, marker="minyi.tasks.stages.ingest_worker") as tree, pauses:
                 state = daily_loop(business_date=DAY, as_of=AS_OF, return_state=True)
             loop_seconds = time.perf_counter() - t0
             rss = peak_rss_mib()
@@ -178,6 +187,8 @@ def main() -> None:
         "peak_tree_rss_mib": round(max(tree.peak_mib, rss)),
         "prefect_server_rss_mib": round(tree.server_peak_mib),  # a temporary server, when the loop started one
         "task_runs": task_runs,
+        # the loop process's garbage-collector passes: {generation: [passes, seconds with the GIL held]}
+        "gc": pauses.figures(),
         # the machine may be shared: the 1-minute load average before and after the loop
         "load_average": [round(load_before, 2), round(load_after, 2)],
     }

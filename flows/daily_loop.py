@@ -30,6 +30,7 @@ from minyi.flows.report import ReportSummary, report_stage
 from minyi.flows.run_hooks import hooks
 from minyi.flows.supervise import SuperviseSummary, supervise_stage
 from minyi.flows.warnings import WarningsSummary, find_day_warnings, warnings_stage
+from minyi.tasks.heap import frozen_heap
 from minyi.tasks.rules.days import resolve_day
 from minyi.tasks.runtime import load_runtime
 from minyi.tasks.stages.ingest import IngestSummary
@@ -91,7 +92,7 @@ def daily_loop(business_date: date | None = None, as_of: datetime | None = None)
     """
     day, now = resolve_day(business_date, as_of, load_runtime().tz)
     try:
-        with exclusive(f"daily-loop:{day.isoformat()}", current_flow_run_holder()):
+        with exclusive(f"daily-loop:{day.isoformat()}", current_flow_run_holder()), frozen_heap():
             stage = _StageClock()
             pulled = stage("ingest", ingest_stage, day, now)
             # Quality runs beside follow-up planning (planning does not read the gates, and both are mostly

@@ -58,3 +58,4 @@ def test_daily_loop_benchmark_prints_every_figure_and_stays_within_200_task_runs
     assert printed["shape"] == "city"
     assert 0 < printed["task_runs"] <= 200
     assert len(printed["load_average"]) == 2
+    assert printed["gc"] and all(passes >= 0 and seconds >= 0 for passes, seconds in printed["gc"].values())

@@ -26,6 +26,8 @@ import io
 from functools import cache
 from typing import Any
 
+from minyi.tasks.heap import freeze_heap
+
 # (rate, target key or None, legend label, colour); drawn top to bottom within a unit's group
 SERIES: tuple[tuple[str, str | None, str, str], ...] = (
     ("timely_response_rate", "timely_response", "及时响应率", "#1f77b4"),
@@ -53,6 +55,7 @@ def load_renderer() -> None:
     report task spends in a thread of its own while its counts statements run (docs/performance.md, session 5)."""
 
     chinese_font()
+    freeze_heap()  # matplotlib's modules stay for the process's life (tasks/heap.py)
 
 
 def unit_label(code: str, names: dict[str, str]) -> str:

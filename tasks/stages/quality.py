@@ -33,6 +33,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from minyi.schemas import expectations as ex
 from minyi.tasks import texts
+from minyi.tasks.heap import freeze_heap
 from minyi.tasks.rules.csvsafe import csv_cell
 from minyi.tasks.rules.days import start_of_day
 from minyi.tasks.rules.masking import mask_text
@@ -462,6 +463,8 @@ def run_suites(
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    freeze_heap()  # GX's import is ~270k long-lived objects (tasks/heap.py)
 
     # base.py sets its own logger to INFO, so its "Created temporary directory" line escapes the parents' level
     for name in (
