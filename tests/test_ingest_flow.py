@@ -140,6 +140,27 @@ def test_every_quarantine_reason_keeps_the_row_with_its_reasons(
     assert env.scalar("SELECT known FROM units WHERE code = 'QD-NEW'") in (False, 0)
 
 
+def test_unknown_units_are_registered_once_and_each_day_counts_its_own_records(
+    env: Env, server: SourceServer, feed: StaticFeed, prefect_harness: None
+) -> None:
+    """A code first seen on an earlier day is still unknown on the next, counted by that day's records only."""
+    from minyi.flows.ingest import ingest
+
+    nxt = date(2026, 11, 22)
+    feed.data[("police110", DAY)] = [make_record(1, DAY, unit_code="QD-NEW"), make_record(2, DAY)]
+    feed.data[("police110", nxt)] = [
+        make_record(3, nxt, unit_code="QD-NEW"),
+        make_record(4, nxt, unit_code="QD-NEW"),
+        make_record(5, nxt, unit_code="QD-ANOTHER"),
+        make_record(6, nxt),
+    ]
+    assert run_ingest(env, server, ["police110"]).unknown_units == [("QD-NEW", 1)]
+    again = ingest(business_date=nxt, as_of=at("2026-11-23 09:00"))
+    assert again.unknown_units == [("QD-ANOTHER", 1), ("QD-NEW", 2)]
+    rows = env.rows("SELECT code, known FROM units WHERE code IN ('QD-NEW', 'QD-ANOTHER') ORDER BY code")
+    assert [(r.code, bool(r.known)) for r in rows] == [("QD-ANOTHER", False), ("QD-NEW", False)]
+
+
 def test_re_pulling_the_same_day_changes_nothing_but_updated_fields(
     env: Env, server: SourceServer, feed: StaticFeed, prefect_harness: None
 ) -> None:
