@@ -129,12 +129,6 @@ _CLAIMABLE_BATCH = (
     ") f JOIN records r ON r.id = f.record_pk LEFT JOIN units u ON u.code = f.unit_code ORDER BY f.id"
 )
 _CLAIM_LOCK = {"postgresql": "SELECT pg_advisory_xact_lock(4740001)", "sqlite": None}  # any fixed key: "sms claims"
-# A step's commit does not wait for PostgreSQL's WAL flush (SQLite's synchronous=NORMAL in WAL mode does not
-# either). What a server crash can lose is the last ~0.6 s of steps: claims of batches already on the wire, and
-# answers already given. Either way those messages are still queued after recovery, and the next run sends them
-# again with the same message ids, which the gateway answers `duplicate` (counted as sent): the case of a run
-# killed between sending and storing, above. 1M messages: docs/performance.md, session 11.
-_ASYNC_COMMIT = {"postgresql": "SET LOCAL synchronous_commit = off", "sqlite": None}
 _CLAIM_INSERT = "INSERT INTO sms_claims (owner, first_id, last_id, expires_at) VALUES ({p}, {p}, {p}, {p}) RETURNING id"
 # Batches on the wire at once: while the gateway handles some, the next is stored, claimed and composed.
 # 4, not 2: a little faster at 1M messages on SQLite (15.6-16.6 s against 16.0-16.9 s, interleaved runs;
@@ -304,7 +298,6 @@ class _Relay:
         self.dialect = engine.dialect.name
         p = "?" if self.dialect == "sqlite" else "%s"
         self.lock_sql = _CLAIM_LOCK[self.dialect]
-        self.async_commit_sql = _ASYNC_COMMIT[self.dialect]
         self.batch_sql = _CLAIMABLE_BATCH.format(p=p)
         self.insert_sql = _CLAIM_INSERT.format(p=p)
         self.owner = f"sms:{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
@@ -320,11 +313,12 @@ class _Relay:
         Fewer than `want` batches back means nothing claimable is left.
         """
         claimed: list[tuple[int, list[tuple[Any, ...]]]] = []
-        with raw_transaction(self.engine) as dbapi:
+        # Without waiting for the WAL flush: a crash that loses the last steps' claims and answers leaves those
+        # messages queued, and the next run sends them again under the same ids, answered `duplicate` (the case
+        # of a run killed between sending and storing, above).
+        with raw_transaction(self.engine, wait_for_flush=False) as dbapi:
             cur = dbapi.cursor()
             try:
-                if self.async_commit_sql:
-                    cur.execute(self.async_commit_sql)
                 if answers is not None:
                     _store_answers(cur, self.dialect, self.now, answers)
                 if want and self.lock_sql:

@@ -163,8 +163,15 @@ def refresh_statistics(conn: Connection, *tables: str) -> None:
 
 
 @contextmanager
-def raw_transaction(engine: Engine) -> Iterator[Any]:
-    """A raw DBAPI connection in one transaction: commit on success, roll back on any error."""
+def raw_transaction(engine: Engine, wait_for_flush: bool = True) -> Iterator[Any]:
+    """A raw DBAPI connection in one transaction: commit on success, roll back on any error.
+
+    `wait_for_flush=False`: on PostgreSQL the commit does not wait for the WAL flush (`SET LOCAL
+    synchronous_commit = off`), as SQLite's synchronous=NORMAL in WAL mode never does. A server crash may
+    then lose the last ~0.6 s of such commits, never part of one: only for writes whose loss the next run
+    repairs by itself (an ingest page with its cursor, the SMS relay's claims and answers; each caller says
+    why; figures in docs/performance.md, session 11).
+    """
     raw = engine.raw_connection()
     try:
         dbapi = raw.driver_connection
@@ -182,6 +189,8 @@ def raw_transaction(engine: Engine) -> Iterator[Any]:
                 dbapi.isolation_level = ""
         else:
             try:
+                if not wait_for_flush:
+                    dbapi.execute("SET LOCAL synchronous_commit = off")
                 yield dbapi
                 dbapi.commit()
             except BaseException:

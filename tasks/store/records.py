@@ -142,14 +142,6 @@ def page_intake(
     )
 
 
-# A page's commit does not wait for PostgreSQL's WAL flush (SQLite's synchronous=NORMAL in WAL mode does not
-# either). A server crash can lose the last ~0.6 s of pages, each with its cursor in the same transaction: the
-# stored cursor then still matches the stored rows, and a re-run pulls those pages again (the upsert and the
-# quarantine are idempotent). 1M records, the slowest source 9.16, 9.30 → 8.41, 8.85 s (docs/performance.md,
-# session 11).
-_PG_ASYNC_COMMIT = "SET LOCAL synchronous_commit = off"
-
-
 def store_page(
     engine: Engine,
     source: str,
@@ -183,7 +175,9 @@ def store_rows(
     ts = instant_param(dialect, now)
     day = business_date.isoformat() if dialect == "sqlite" else business_date
     qrows = [(source, day, q.record_id, ",".join(q.reasons), q.raw, q.fingerprint, ts) for q in quarantined]
-    with raw_transaction(engine) as db:
+    # Without waiting for the WAL flush: a crash that loses the last pages loses each with its cursor, so the
+    # stored cursor still matches the stored rows and a re-run pulls them again (upsert and quarantine idempotent).
+    with raw_transaction(engine, wait_for_flush=False) as db:
         if dialect == "sqlite":
             if rows:
                 db.executemany(_SQLITE_UPSERT, rows)
@@ -192,7 +186,6 @@ def store_rows(
             db.execute(_CHECKPOINT.format(p="?"), (source, day, next_cursor, next_cursor is None, fetched, ts))
         else:
             with db.cursor() as cur:
-                cur.execute(_PG_ASYNC_COMMIT)
                 if rows:
                     _pg_upsert(cur, rows)
                 if qrows:
